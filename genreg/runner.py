@@ -1,0 +1,110 @@
+"""The one ask -> evaluate -> tell loop, with validation tracking and callbacks.
+
+The loop itself never logs or writes files: progress bars, checkpoints and MLflow attach
+as callbacks (EvoTorch's hook idea). Selection of the run's best genome uses validation
+accuracy only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from genreg.strategies.base import Strategy
+from genreg.task import ClassificationTask, FitnessFn, accuracy
+
+RNG_STREAMS = ("init", "batch", "strategy", "predict")
+
+
+class Callback(Protocol):
+    def on_generation(self, generation: int, metrics: Mapping[str, float]) -> None: ...
+
+
+def make_rngs(seed: int, device: torch.device | str = "cpu") -> dict[str, torch.Generator]:
+    """Independent generators per stream (init, batch, strategy, predict) from one seed."""
+    children = np.random.SeedSequence(seed).spawn(len(RNG_STREAMS))
+    rngs = {}
+    for name, child in zip(RNG_STREAMS, children, strict=True):
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(child.generate_state(1, np.uint64)[0]))
+        rngs[name] = gen
+    return rngs
+
+
+@dataclass
+class RunState:
+    """Everything needed to continue a run exactly: what a checkpoint holds."""
+
+    strategy_state: Any
+    rngs: dict[str, torch.Generator]
+    generation: int = 0  # generations completed
+    best_genome: Tensor | None = None  # [D], by validation accuracy
+    best_val_accuracy: float = -1.0
+    best_generation: int = -1
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def run(
+    strategy: Strategy,
+    task: ClassificationTask,
+    fitness_fn: FitnessFn,
+    state: RunState,
+    *,
+    num_generations: int,
+    eval_every: int,
+    callbacks: Sequence[Callback] = (),
+    checkpoint_fn: Callable[[RunState], None] | None = None,
+    checkpoint_every: int = 0,
+) -> RunState:
+    """Evolve until `num_generations` are done, continuing from `state.generation`."""
+    while state.generation < num_generations:
+        gen = state.generation
+        started = time.perf_counter()
+        metrics = step(strategy, task, fitness_fn, state)
+        last = gen + 1 == num_generations
+        if (gen + 1) % eval_every == 0 or last:
+            metrics.update(_validate(strategy, task, state, gen))
+        metrics["seconds_per_generation"] = time.perf_counter() - started
+        state.history.append(metrics)
+        state.generation = gen + 1
+        for callback in callbacks:
+            callback.on_generation(gen, metrics)
+        if checkpoint_fn is not None and (
+            last or (checkpoint_every and state.generation % checkpoint_every == 0)
+        ):
+            checkpoint_fn(state)
+    return state
+
+
+def step(
+    strategy: Strategy, task: ClassificationTask, fitness_fn: FitnessFn, state: RunState
+) -> dict[str, float]:
+    """One generation: ask, score on a fresh balanced batch, tell. Returns metrics."""
+    rngs = state.rngs
+    genomes, strategy_state = strategy.ask(state.strategy_state, rngs["strategy"])
+    x, y = task.sample_batch(rngs["batch"])
+    logits = task.model.forward(genomes, x)
+    fitness = fitness_fn(logits, y, rngs["predict"])
+    train_accuracy = (logits.argmax(-1) == y).float().mean(-1)
+    state.strategy_state, metrics = strategy.tell(strategy_state, genomes, fitness)
+    metrics["train_accuracy_best"] = train_accuracy.max().item()
+    metrics["train_accuracy_mean"] = train_accuracy.mean().item()
+    return metrics
+
+
+def _validate(
+    strategy: Strategy, task: ClassificationTask, state: RunState, gen: int
+) -> dict[str, float]:
+    candidate = strategy.best(state.strategy_state)
+    val = accuracy(task.model, candidate, task.val_x, task.val_y).item()
+    if val > state.best_val_accuracy:
+        state.best_val_accuracy = val
+        state.best_genome = candidate.detach().clone()
+        state.best_generation = gen
+    return {"val_accuracy": val, "best_val_accuracy": state.best_val_accuracy}

@@ -1,0 +1,206 @@
+"""Train stage: prepared data + config in; checkpoints, curves and a summary out.
+
+Layout of `out_dir`:
+    checkpoints/last.npz   run checkpoint (resume state), every `train.checkpoint_every`
+    checkpoints/best.npz   best genome by validation accuracy (genome file)
+    metrics.csv            one row per generation (trust, fitness, training accuracy, time)
+    val_curve.csv          one row per validation (generation, val_accuracy, best so far)
+    summary.json           headline numbers (DVC metrics)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from genreg.checkpoint import CheckpointError, Genome, load_run, save_genome, save_run
+from genreg.config import Config
+from genreg.datasets import Split, load_meta, load_prepared
+from genreg.model import BatchedMLP
+from genreg.runner import Callback, RunState, make_rngs, run
+from genreg.strategies import make_strategy
+from genreg.task import ClassificationTask, make_fitness_fn, to_inputs
+
+VAL_COLUMNS = ("generation", "val_accuracy", "best_val_accuracy")
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    best_val_accuracy: float
+    best_generation: int
+    num_generations: int
+    wall_seconds: float
+    seconds_per_generation: float
+    genome_evaluations_per_second: float
+    device: str
+    num_params: int
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device: 'cuda' asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def train(
+    cfg: Config,
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> TrainSummary:
+    """Evolve `cfg.strategy` on the prepared data in `data_dir`; write results to `out_dir`."""
+    last_path = out_dir / "checkpoints" / "last.npz"
+    if last_path.exists() and not (resume or overwrite):
+        raise CheckpointError(
+            f"{last_path}: a run exists here; pass --resume to continue it "
+            "or --overwrite to start again"
+        )
+    device = resolve_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    class_names = tuple(load_meta(data_dir)["class_names"])
+    task = _make_task(cfg, load_prepared(data_dir), len(class_names), device)
+    images_per_generation = cfg.train.images_per_class * task.model.num_outputs
+    strategy = make_strategy(cfg.strategy, task.model.num_params, images_per_generation)
+    rngs = make_rngs(cfg.seed, device)
+    if resume and last_path.exists():
+        state, saved = load_run(last_path, strategy.state_class, rngs, device)
+        _check_resumable(last_path, saved, cfg)
+    else:
+        genomes = task.model.init(
+            cfg.strategy.population_size, rngs["init"], cfg.model.init_weight, cfg.model.init_bias
+        )
+        state = RunState(strategy.init(genomes, rngs["init"]), rngs)
+
+    def checkpoint(run_state: RunState) -> None:
+        save_run(last_path, run_state, cfg.to_dict())
+        _write_outputs(out_dir, run_state, cfg, task.model, class_names, device)
+
+    state = run(
+        strategy,
+        task,
+        make_fitness_fn(cfg.strategy),
+        state,
+        num_generations=cfg.train.num_generations,
+        eval_every=cfg.train.eval_every,
+        callbacks=callbacks,
+        checkpoint_fn=checkpoint,
+        checkpoint_every=cfg.train.checkpoint_every,
+    )
+    return _write_outputs(out_dir, state, cfg, task.model, class_names, device)
+
+
+def _make_task(
+    cfg: Config, splits: dict[str, Split], num_classes: int, device: torch.device
+) -> ClassificationTask:
+    train_split, val_split = splits["train"], splits["val"]
+    if len(val_split.labels) == 0:
+        raise ValueError("data.val_size: the prepared data has no validation split")
+    val_n = min(cfg.train.val_images, len(val_split.labels))
+    image_shape = train_split.images.shape[1:]
+    model = BatchedMLP(int(image_shape[0] * image_shape[1]), cfg.model.hidden, num_classes)
+    return ClassificationTask(
+        model=model,
+        train_x=to_inputs(train_split.images, device),
+        train_y=torch.as_tensor(train_split.labels, device=device),
+        val_x=to_inputs(val_split.images[:val_n], device),
+        val_y=torch.as_tensor(val_split.labels[:val_n], device=device),
+        images_per_class=cfg.train.images_per_class,
+    )
+
+
+def _check_resumable(path: Path, saved: dict, cfg: Config) -> None:
+    current = cfg.to_dict()
+    for section in (saved, current):
+        section["train"] = {
+            k: v for k, v in section["train"].items() if k not in ("num_generations", "device")
+        }
+    if saved != current:
+        changed = sorted(k for k, v in Config().flat().items() if _get(saved, k) != _get(current, k))
+        raise CheckpointError(
+            f"{path}: was saved with other params ({', '.join(changed) or 'see config'}); "
+            "resume with the same params.yaml or pass --overwrite"
+        )
+
+
+def _get(nested: dict, dotted: str) -> object:
+    for part in dotted.split("."):
+        if not isinstance(nested, dict) or part not in nested:
+            return None
+        nested = nested[part]
+    return nested
+
+
+def _write_outputs(
+    out_dir: Path,
+    state: RunState,
+    cfg: Config,
+    model: BatchedMLP,
+    class_names: tuple[str, ...],
+    device: torch.device,
+) -> TrainSummary:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if state.best_genome is not None:
+        meta = {
+            "generation": state.best_generation,
+            "val_accuracy": state.best_val_accuracy,
+            "config": cfg.to_dict(),
+        }
+        weights = state.best_genome.cpu().numpy()
+        save_genome(out_dir / "checkpoints" / "best.npz", Genome(weights, model, class_names, meta))
+    _write_curves(out_dir, state.history)
+    seconds = sum(row["seconds_per_generation"] for row in state.history)
+    done = max(state.generation, 1)
+    summary = TrainSummary(
+        best_val_accuracy=state.best_val_accuracy,
+        best_generation=state.best_generation,
+        num_generations=state.generation,
+        wall_seconds=round(seconds, 3),
+        seconds_per_generation=round(seconds / done, 5),
+        genome_evaluations_per_second=round(
+            cfg.strategy.population_size * done / max(seconds, 1e-9), 1
+        ),
+        device=str(device),
+        num_params=model.num_params,
+    )
+    _write_text_atomic(out_dir / "summary.json", json.dumps(asdict(summary), indent=2) + "\n")
+    return summary
+
+
+def _write_curves(out_dir: Path, history: list[dict[str, float]]) -> None:
+    per_gen = [k for k in history[0] if k not in VAL_COLUMNS] if history else []
+    rows = [{"generation": g, **{k: r.get(k) for k in per_gen}} for g, r in enumerate(history)]
+    _write_csv(out_dir / "metrics.csv", ["generation", *per_gen], rows)
+    val_rows = [
+        {"generation": g, **{k: r[k] for k in VAL_COLUMNS[1:]}}
+        for g, r in enumerate(history)
+        if "val_accuracy" in r
+    ]
+    _write_csv(out_dir / "val_curve.csv", list(VAL_COLUMNS), val_rows)
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,73 @@
+"""The strategy interface (ask/tell, evosax-style) and the registry of strategies.
+
+A strategy never logs, prints or touches global RNG state; randomness comes in as a
+`torch.Generator`, state goes out as a new dataclass. Fitness is higher-is-better [P].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import torch
+from torch import Tensor
+
+from genreg.config import StrategyConfig
+
+S = TypeVar("S")
+
+
+class Strategy(Protocol[S]):
+    """Population-based optimiser over flat genomes [P, D]."""
+
+    config: StrategyConfig
+    state_class: ClassVar[type]
+
+    def init(self, genomes: Tensor, rng: torch.Generator) -> S:
+        """State from initial genomes [P, D] (a distribution strategy uses their mean)."""
+        ...
+
+    def ask(self, state: S, rng: torch.Generator) -> tuple[Tensor, S]:
+        """Genomes [P, D] to evaluate next."""
+        ...
+
+    def tell(
+        self, state: S, genomes: Tensor, fitness: Tensor
+    ) -> tuple[S, dict[str, float]]:
+        """Update on fitness [P] of `genomes`; returns the new state and scalar metrics."""
+        ...
+
+    def best(self, state: S) -> Tensor:
+        """The genome [D] the strategy currently rates best (candidate for validation)."""
+        ...
+
+
+def state_arrays(state: Any) -> dict[str, Tensor]:
+    """A state dataclass as a dict of tensors (scalars as 0-d tensors), for checkpoints."""
+    out = {}
+    for f in dataclasses.fields(state):
+        value = getattr(state, f.name)
+        out[f.name] = value if isinstance(value, Tensor) else torch.tensor(value)
+    return out
+
+
+def state_from_arrays(
+    cls: type[S], arrays: dict[str, Tensor], device: torch.device
+) -> S:
+    """Inverse of `state_arrays`: 0-d tensors become Python numbers of the field's type."""
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in arrays:
+            raise KeyError(f.name)
+        value = arrays[f.name]
+        kwargs[f.name] = value.item() if value.dim() == 0 else value.to(device)
+    return cls(**kwargs)
+
+
+def make_strategy(
+    cfg: StrategyConfig, num_params: int, images_per_generation: int
+) -> Strategy:
+    """The strategy named by `cfg.name`; each takes (config, num_params, images_per_generation)."""
+    from genreg.strategies import STRATEGIES
+
+    return STRATEGIES[cfg.name](cfg, num_params, images_per_generation)

@@ -1,0 +1,108 @@
+"""Classification task: a class-balanced shared batch per generation, and fitness of logits.
+
+Fitness is higher-is-better [P]. `trust_reward` is GENREG's generation score: +reward_correct
+per correct prediction, reward_wrong per wrong one, with predictions sampled from the softmax
+(or argmax) and, for per-image trust decay, later images weighted more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from genreg.config import StrategyConfig
+from genreg.model import BatchedMLP
+
+FitnessFn = Callable[[Tensor, Tensor, torch.Generator], Tensor]
+
+
+def to_inputs(images: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
+    """uint8 images [N, H, W] -> float32 [N, H*W] in [0, 1] (pixels / 255, DESIGN §1)."""
+    flat = torch.from_numpy(np.ascontiguousarray(images)).reshape(len(images), -1)
+    return flat.to(device=device, dtype=torch.float32).div_(255.0)
+
+
+@dataclass
+class ClassificationTask:
+    """Training pool, validation set and the balanced-batch sampler for one model."""
+
+    model: BatchedMLP
+    train_x: Tensor  # [N, I]
+    train_y: Tensor  # [N]
+    val_x: Tensor  # [V, I]
+    val_y: Tensor  # [V]
+    images_per_class: int
+
+    def __post_init__(self) -> None:
+        labels = self.train_y.cpu()
+        self.class_indices = [
+            torch.nonzero(labels == c).flatten().to(self.train_y.device)
+            for c in range(self.model.num_outputs)
+        ]
+        empty = [c for c, idx in enumerate(self.class_indices) if len(idx) == 0]
+        if empty:
+            raise ValueError(f"training data has no images of classes {empty}")
+
+    def sample_batch(self, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        """images_per_class images of every class, shuffled: x [B, I], y [B]."""
+        picks = []
+        for idx in self.class_indices:
+            k = self.images_per_class
+            order = torch.randperm(len(idx), generator=rng, device=rng.device)
+            if k > len(idx):  # a class with too few images: reuse, never fail
+                order = order.repeat(k // len(idx) + 1)
+            picks.append(idx[order[:k]])
+        chosen = torch.cat(picks)
+        chosen = chosen[torch.randperm(len(chosen), generator=rng, device=rng.device)]
+        return self.train_x[chosen], self.train_y[chosen]
+
+    def val_accuracy(self, genomes: Tensor, chunk: int = 2500) -> Tensor:
+        """Argmax accuracy [K] of genomes [K, D] on the validation set."""
+        return accuracy(self.model, genomes, self.val_x, self.val_y, chunk)
+
+
+def accuracy(
+    model: BatchedMLP, genomes: Tensor, x: Tensor, y: Tensor, chunk: int = 2500
+) -> Tensor:
+    """Argmax accuracy [K] of genomes [K, D] on images x [N, I] with labels y [N]."""
+    genomes = genomes.unsqueeze(0) if genomes.dim() == 1 else genomes
+    correct = torch.zeros(len(genomes), device=genomes.device)
+    for start in range(0, len(x), chunk):
+        logits = model.forward(genomes, x[start : start + chunk])
+        correct += (logits.argmax(-1) == y[start : start + chunk]).sum(-1)
+    return correct / len(x)
+
+
+def predictions(logits: Tensor, sample: bool, rng: torch.Generator) -> Tensor:
+    """Class per genome and image [P, B]: sampled from softmax(logits), or argmax."""
+    if not sample:
+        return logits.argmax(-1)
+    uniform = torch.rand(logits.shape, generator=rng, device=logits.device)
+    gumbel = -torch.log(-torch.log(uniform.clamp_(1e-20, 1.0)))
+    return (logits + gumbel).argmax(-1)  # Gumbel-max: a draw from softmax(logits)
+
+
+def make_fitness_fn(cfg: StrategyConfig) -> FitnessFn:
+    """fitness(logits [P, B, C], labels [B], rng) -> [P], higher is better."""
+    if cfg.fitness == "accuracy":
+        return lambda logits, y, rng: (logits.argmax(-1) == y).float().mean(-1)
+    if cfg.fitness == "neg_cross_entropy":
+        return lambda logits, y, rng: -torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none"
+        ).mean(-1)
+
+    def trust_reward(logits: Tensor, y: Tensor, rng: torch.Generator) -> Tensor:
+        correct = predictions(logits, cfg.predictions == "sample", rng) == y
+        rewards = torch.where(correct, cfg.reward_correct, cfg.reward_wrong)
+        if cfg.decay_mode == "image":
+            # trust <- trust * keep + r per image: image i's reward decays B-1-i times
+            keep = 1.0 - cfg.trust_decay
+            powers = torch.arange(y.shape[0] - 1, -1, -1, device=y.device)
+            rewards = rewards * keep**powers
+        return rewards.sum(-1)
+
+    return trust_reward

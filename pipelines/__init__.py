@@ -1,0 +1,1 @@
+"""Orchestration adapters: Prefect flows that chain the genreg stages."""

@@ -1,0 +1,382 @@
+"""Data layer and prepare stage: real MNIST, checksums, atomic outputs, alphabet."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genreg import alphabet, datasets
+from genreg.alphabet import (
+    default_font_split,
+    has_letters,
+    list_fonts,
+    render_font,
+    render_fonts,
+    resolve_fonts,
+)
+from genreg.config import AlphabetConfig, DataConfig
+from genreg.datasets import (
+    DataError,
+    carve_validation,
+    load_meta,
+    load_prepared,
+    load_raw,
+    load_split,
+    read_idx,
+    save_split,
+)
+from genreg.stages.prepare import prepare, resolve_source_dir
+
+# from ../shared/data/mnist/README.md
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+FASHION_DIR = Path(
+    "/usr/share/datasets/fashion-mnist"
+)  # Debian's dataset-fashion-mnist
+
+
+@pytest.fixture
+def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that pass data.source_dir must not be overridden by GENREG_DATA_DIR."""
+    monkeypatch.delenv("GENREG_DATA_DIR", raising=False)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _tampered_copy(mnist_dir: Path, dest: Path) -> Path:
+    """The four files, with one label of train-labels changed (still in 0..9)."""
+    dest.mkdir()
+    for name in datasets.IDX_NAMES.values():
+        (dest / f"{name}.gz").symlink_to(mnist_dir / f"{name}.gz")
+    target = dest / "train-labels-idx1-ubyte.gz"
+    data = bytearray(gzip.decompress(target.read_bytes()))
+    data[8 + 100] = (data[8 + 100] + 1) % 10
+    target.unlink()
+    target.write_bytes(gzip.compress(bytes(data)))
+    return dest
+
+
+# --- MNIST ---------------------------------------------------------------------------
+
+
+def test_prepared_mnist_shapes_counts_and_meta(prepared_mnist: Path) -> None:
+    splits = load_prepared(prepared_mnist)
+    meta = load_meta(prepared_mnist)
+    assert {k: v.images.shape for k, v in splits.items()} == {
+        "train": (55000, 28, 28),
+        "val": (5000, 28, 28),
+        "test": (10000, 28, 28),
+    }
+    for split in splits.values():
+        assert split.images.dtype == np.uint8 and split.labels.dtype == np.int64
+    train_val = np.bincount(splits["train"].labels, minlength=10) + np.bincount(
+        splits["val"].labels, minlength=10
+    )
+    assert train_val.tolist() == MNIST_TRAIN_COUNTS
+    pixels = np.concatenate([splits["train"].images, splits["val"].images])
+    assert pixels.mean() == pytest.approx(33.318, abs=1e-3)
+    assert meta["dataset"] == "mnist" and meta["num_classes"] == 10
+    assert meta["counts"] == {"train": 55000, "val": 5000, "test": 10000}
+    assert meta["image_shape"] == [28, 28] and meta["val_size"] == 5000
+    assert meta["sources"] == datasets.KNOWN_MD5["mnist"]
+    assert set(meta["sha256"]) == {"train.npz", "val.npz", "test.npz"}
+
+
+def test_split_is_seeded_and_disjoint(mnist_dir: Path) -> None:
+    labels = read_idx(mnist_dir / "train-labels-idx1-ubyte.gz").astype(np.int64)
+    index = np.arange(len(labels))  # carve indices so membership is visible
+    train, val = carve_validation(index, labels, 5000, seed=3)
+    again_train, again_val = carve_validation(index, labels, 5000, seed=3)
+    _, other_val = carve_validation(index, labels, 5000, seed=4)
+    assert np.array_equal(val.images, again_val.images)
+    assert np.array_equal(train.images, again_train.images)
+    assert not np.array_equal(val.images, other_val.images)
+    assert (
+        len(val.images) == 5000 and np.intersect1d(train.images, val.images).size == 0
+    )
+    assert np.array_equal(np.sort(np.concatenate([train.images, val.images])), index)
+    assert np.array_equal(labels[val.images], val.labels)
+    _, strat = carve_validation(index, labels, 5000, seed=3, stratify=True)
+    expected = np.array(MNIST_TRAIN_COUNTS) * 5000 / 60000
+    assert len(strat.labels) == 5000
+    assert np.all(np.abs(np.bincount(strat.labels) - expected) < 1)
+
+
+def test_prepare_is_deterministic(
+    prepared_mnist: Path, mnist_dir: Path, tmp_path: Path
+) -> None:
+    meta = prepare(DataConfig(source_dir=str(mnist_dir)), tmp_path / "again")
+    assert meta["sha256"] == load_meta(prepared_mnist)["sha256"]
+
+
+def test_md5_rejects_tampered_copy(mnist_dir: Path, tmp_path: Path) -> None:
+    folder = _tampered_copy(mnist_dir, tmp_path / "tampered")
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz.*md5") as info:
+        load_raw("mnist", folder, False, tmp_path / "raw")
+    assert "a25bea736e30d166cdddb491f175f624" in str(info.value)  # the expected md5
+
+
+def test_truncated_and_malformed_idx_rejected(mnist_dir: Path, tmp_path: Path) -> None:
+    data = gzip.decompress((mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    assert read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz").shape == (10000,)
+    cut = tmp_path / "t10k-labels-idx1-ubyte"
+    cut.write_bytes(data[:5000])
+    with pytest.raises(DataError, match=f"{cut}.*truncated"):
+        read_idx(cut)
+    cut_gz = tmp_path / "cut.gz"
+    cut_gz.write_bytes(gzip.compress(data)[:2000])
+    with pytest.raises(DataError, match="cut.gz"):
+        read_idx(cut_gz)
+    bad = tmp_path / "bad-magic"
+    bad.write_bytes(b"\x01\x02" + data[2:])
+    with pytest.raises(DataError, match="bad-magic.*magic"):
+        read_idx(bad)
+
+
+def test_no_data_without_download_is_an_error(
+    no_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(DataError, match="--download.*GENREG_DATA_DIR"):
+        prepare(DataConfig(), tmp_path / "out", raw_dir=tmp_path / "raw")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("GENREG_DATA_DIR", str(tmp_path / "env"))
+    assert resolve_source_dir(DataConfig(source_dir="elsewhere")) == tmp_path / "env"
+
+
+def test_reads_torchvision_layout_without_download(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    raw = tmp_path / "raw" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in datasets.IDX_NAMES.values():
+        (raw / f"{name}.gz").symlink_to(mnist_dir / f"{name}.gz")
+    (_, _), (test_x, test_y) = load_raw("mnist", None, False, tmp_path / "raw")
+    assert test_x.shape == (10000, 28, 28) and test_y.shape == (10000,)
+
+
+@pytest.mark.skipif(
+    not FASHION_DIR.is_dir(), reason="apt package dataset-fashion-mnist"
+)
+def test_fashion_mnist_md5s() -> None:
+    (train_x, train_y), (test_x, _) = load_raw(
+        "fashion-mnist", FASHION_DIR, False, Path(".")
+    )
+    assert train_x.shape == (60000, 28, 28) and test_x.shape == (10000, 28, 28)
+    assert np.bincount(train_y).tolist() == [6000] * 10
+
+
+def test_failed_prepare_leaves_outputs_untouched(
+    no_env: None,
+    prepared_mnist: Path,
+    mnist_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(prepared_mnist, out)
+    before = _files(out)
+    tampered = _tampered_copy(mnist_dir, tmp_path / "tampered")
+    with pytest.raises(DataError):
+        prepare(DataConfig(source_dir=str(tampered), val_size=100), out)
+    real_save = datasets.save_split
+
+    def fail_on_test(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+        if Path(path).name == "test.npz":
+            raise OSError("disk full")
+        real_save(path, images, labels)
+
+    monkeypatch.setattr("genreg.stages.prepare.save_split", fail_on_test)
+    with pytest.raises(OSError, match="disk full"):
+        prepare(DataConfig(source_dir=str(mnist_dir), val_size=100), out)
+    assert _files(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tampered"]
+
+
+# --- prepared .npz files -------------------------------------------------------------
+
+
+def _tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.npz"
+    rng = np.random.default_rng(0)
+    save_split(path, rng.integers(0, 256, (100, 28, 28), np.uint8), np.arange(100) % 10)
+    return path
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_middle(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _missing_key(path: Path) -> None:
+    np.savez(path, images=np.zeros((2, 28, 28), np.uint8))
+
+
+def _float_labels(path: Path) -> None:
+    np.savez(path, images=np.zeros((2, 28, 28), np.uint8), labels=np.zeros(2))
+
+
+def _flat_images(path: Path) -> None:
+    np.savez(path, images=np.zeros((2, 784), np.uint8), labels=np.zeros(2, np.int64))
+
+
+def _big_label(path: Path) -> None:
+    np.savez(path, images=np.zeros((2, 28, 28), np.uint8), labels=np.array([0, 10]))
+
+
+def _pickled(path: Path) -> None:
+    np.savez(
+        path, images=np.array([None, 1], dtype=object), labels=np.zeros(2, np.int64)
+    )
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (Path.unlink, "not found"),
+        (_truncate, "corrupt or truncated"),
+        (_flip_middle, "corrupt or truncated"),
+        (_missing_key, "missing arrays"),
+        (_float_labels, "labels must be int64"),
+        (_flat_images, "images must be uint8"),
+        (_big_label, "labels must be in 0..9"),
+        (_pickled, "corrupt"),
+    ],
+)
+def test_load_split_rejects_bad_files(tmp_path: Path, damage, message: str) -> None:
+    path = _tiny(tmp_path)
+    assert load_split(path, num_classes=10).images.shape == (100, 28, 28)
+    damage(path)
+    with pytest.raises(DataError, match=f"tiny.npz.*{message}"):
+        load_split(path, num_classes=10)
+
+
+def test_load_prepared_checks_hashes(prepared_mnist: Path, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(prepared_mnist, out)
+    meta = json.loads((out / "meta.json").read_text())
+    meta["counts"]["val"] = 100
+    val = load_split(out / "val.npz")
+    save_split(out / "val.npz", val.images[:100], val.labels[:100])
+    (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="val.npz: sha256"):
+        load_prepared(out)
+
+
+# --- alphabet ------------------------------------------------------------------------
+
+
+def _usable() -> dict[str, Path]:
+    return {n: p for n, p in list_fonts().items() if has_letters(p)}
+
+
+def test_fonts_found() -> None:
+    usable = _usable()
+    assert len(usable) >= 2
+    assert not has_letters(list_fonts()["cmex10"])  # bundled symbol font, not letters
+    if not (alphabet.SYSTEM_FONTS / "truetype" / "liberation").is_dir():
+        pytest.skip(f"{len(usable)} fonts; install .ci/apt-packages.txt for >= 30")
+    assert len(usable) >= 30
+
+
+def test_renders_26_distinct_letters_per_font() -> None:
+    fonts = dict(sorted(_usable().items())[:2])
+    split = render_fonts(fonts, AlphabetConfig(), seed=0)
+    assert split.images.shape == (52, 28, 28) and split.images.dtype == np.uint8
+    assert split.labels.tolist() == list(range(26)) * 2
+    for font_images in (split.images[:26], split.images[26:]):
+        assert len({img.tobytes() for img in font_images}) == 26
+    assert not np.array_equal(split.images[:26], split.images[26:])
+    assert split.images.max() == 255
+    # glyphs sit inside MNIST's 20x20 box, so a 3-pixel border stays black
+    assert split.images[:, :3].max() == 0 and split.images[:, -3:].max() == 0
+    assert split.images[:, :, :3].max() == 0 and split.images[:, :, -3:].max() == 0
+
+
+def test_default_font_split_holds_out_whole_fonts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names = [f"f{i:02d}" for i in range(23)]
+    chosen = default_font_split(names)
+    assert chosen["val"] == ["f08", "f18"] and chosen["test"] == ["f09", "f19"]
+    assert default_font_split(["c", "a", "b"]) == {
+        "train": ["a"],
+        "val": ["b"],
+        "test": ["c"],
+    }
+    for system in (
+        alphabet.SYSTEM_FONTS,
+        Path("/nonexistent"),
+    ):  # matplotlib's alone too
+        monkeypatch.setattr(alphabet, "SYSTEM_FONTS", system)
+        fonts = {s: set(f) for s, f in resolve_fonts(AlphabetConfig()).items()}
+        assert all(fonts.values())
+        assert not fonts["train"] & (fonts["val"] | fonts["test"])
+        assert not fonts["val"] & fonts["test"]
+
+
+def test_missing_fonts_are_named() -> None:
+    cfg = AlphabetConfig(
+        train_fonts=("DejaVuSans", "NoSuchFont"),
+        val_fonts=("Nope",),
+        test_fonts=("cmr10",),
+    )
+    with pytest.raises(DataError, match=r"\['NoSuchFont', 'Nope'\].*matplotlib"):
+        resolve_fonts(cfg)
+
+
+def test_augmentation_is_seeded_and_changes_images() -> None:
+    path = list_fonts()["DejaVuSans"]
+    cfg = AlphabetConfig(
+        renders_per_font=3, shift=0.1, rotation=15, scale=0.2, thickness=1
+    )
+    first = render_font(path, cfg, seed=0)
+    assert np.array_equal(first.images, render_font(path, cfg, seed=0).images)
+    assert not np.array_equal(
+        first.images[26:], render_font(path, cfg, seed=1).images[26:]
+    )
+    plain = render_font(path, AlphabetConfig(), seed=0)
+    assert np.array_equal(
+        first.images[:26], plain.images
+    )  # rendering 0 is un-augmented
+    changed = [
+        not np.array_equal(a, b) for a, b in zip(first.images[26:52], plain.images)
+    ]
+    assert all(changed)
+    assert first.labels.tolist() == list(range(26)) * 3
+
+
+def test_prepare_alphabet(tmp_path: Path) -> None:
+    cfg = DataConfig(
+        dataset="alphabet",
+        alphabet=AlphabetConfig(
+            train_fonts=("DejaVuSans", "DejaVuSerif"),
+            val_fonts=("DejaVuSansMono",),
+            test_fonts=("cmr10",),
+            renders_per_font=2,
+            rotation=10,
+        ),
+    )
+    meta = prepare(cfg, tmp_path / "alphabet")
+    splits = load_prepared(tmp_path / "alphabet")
+    assert meta["counts"] == {"train": 104, "val": 52, "test": 52}
+    assert meta["num_classes"] == 26 and meta["class_names"][25] == "Z"
+    assert meta["fonts"]["test"] == ["cmr10"]
+    assert sorted(meta["sources"]) == [
+        "DejaVuSans",
+        "DejaVuSansMono",
+        "DejaVuSerif",
+        "cmr10",
+    ]
+    assert splits["train"].images.shape == (104, 28, 28)
+    assert np.bincount(splits["val"].labels).tolist() == [2] * 26

@@ -1,0 +1,209 @@
+"""Every registered strategy improves a toy fitness, reproduces, checkpoints exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from genreg.config import PRESETS, StrategyConfig, build_config
+from genreg.noise import mirrored_population, noise_table
+from genreg.optim import adam_step, clipup_step
+from genreg.shaping import centered_ranks
+from genreg.strategies import STRATEGIES, make_strategy
+from genreg.strategies.base import state_arrays, state_from_arrays
+from genreg.strategies.open_es import replay
+
+DIM, POP = 40, 20
+TARGET = torch.linspace(-1.0, 1.0, DIM)
+
+
+def toy_config(name: str) -> StrategyConfig:
+    """Small knobs that suit a 40-d quadratic for every strategy."""
+    return StrategyConfig(
+        name=name,  # type: ignore[arg-type]
+        population_size=POP,
+        stdev_init=0.1,
+        center_learning_rate=0.05,
+        stdev_learning_rate=0.05,
+        mutation_prob=1.0,
+        mutation_scale=0.05,
+        elitism=2,
+        center_init_scale=1.0,
+    )
+
+
+def quadratic(genomes: torch.Tensor) -> torch.Tensor:
+    """Higher is better, best at TARGET: -||g - TARGET||^2 per genome [P]."""
+    return -((genomes - TARGET) ** 2).sum(-1)
+
+
+def start(name: str, seed: int = 0):
+    strategy = make_strategy(toy_config(name), DIM, 1)
+    rng = torch.Generator().manual_seed(seed)
+    initial = torch.rand(POP, DIM, generator=rng) - 0.5
+    return strategy, strategy.init(initial, rng), rng
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_strategy_improves_a_quadratic(name: str) -> None:
+    strategy, state, rng = start(name)
+    before = quadratic(strategy.best(state)[None]).item()
+    for _ in range(150):
+        genomes, state = strategy.ask(state, rng)
+        state, metrics = strategy.tell(state, genomes, quadratic(genomes))
+    after = quadratic(strategy.best(state)[None]).item()
+    assert {"fitness_max", "fitness_mean"} <= set(metrics)
+    assert after > 0.3 * before  # fitness is negative: at least 70% closer
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_same_seed_same_genomes(name: str) -> None:
+    runs = []
+    for _ in range(2):
+        strategy, state, rng = start(name, seed=7)
+        for _ in range(3):
+            genomes, state = strategy.ask(state, rng)
+            state, _ = strategy.tell(state, genomes, quadratic(genomes))
+        runs.append(strategy.ask(state, rng)[0])
+    assert torch.equal(runs[0], runs[1])
+    other = start(name, seed=8)
+    assert not torch.equal(runs[0][-1], other[0].ask(other[1], other[2])[0][-1])
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_state_round_trips_through_arrays(name: str) -> None:
+    strategy, state, rng = start(name)
+    for _ in range(2):
+        genomes, state = strategy.ask(state, rng)
+        state, _ = strategy.tell(state, genomes, quadratic(genomes))
+    arrays = state_arrays(state)
+    assert all(isinstance(a, torch.Tensor) for a in arrays.values())
+    restored = state_from_arrays(strategy.state_class, arrays, torch.device("cpu"))
+    for field in dataclasses.fields(state):
+        a, b = getattr(state, field.name), getattr(restored, field.name)
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+    rng_copy = torch.Generator().manual_seed(0)
+    rng_copy.set_state(rng.get_state())
+    assert torch.equal(strategy.ask(state, rng)[0], strategy.ask(restored, rng_copy)[0])
+
+
+@pytest.mark.parametrize("name", ["open_es", "pgpe"])
+def test_mirrored_pairs_straddle_the_center(name: str) -> None:
+    strategy, state, rng = start(name)
+    genomes, _ = strategy.ask(state, rng)
+    half = POP // 2
+    torch.testing.assert_close(
+        (genomes[:half] + genomes[half:]) / 2, state.center.expand(half, -1)
+    )
+
+
+def test_noise_table_population_is_seeded_and_mirrored() -> None:
+    center = torch.linspace(-1, 1, DIM)
+    first = mirrored_population(center, 0.5, seed=3, pop=6, table_size=1000)
+    again = mirrored_population(center, 0.5, seed=3, pop=6, table_size=1000)
+    other = mirrored_population(center, 0.5, seed=4, pop=6, table_size=1000)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    torch.testing.assert_close((first[:3] + first[3:]) / 2, center.expand(3, -1))
+    offsets = noise_table(1000)[None, :] - ((first[:1] - center) / 0.5).T  # [DIM, 1000]
+    assert (offsets.abs() < 1e-5).any(-1).all()  # every eps value comes from the table
+    with pytest.raises(ValueError, match="noise_table_size"):
+        mirrored_population(center, 0.5, seed=3, pop=6, table_size=DIM - 1)
+
+
+def test_open_es_replays_from_seeds_and_fitness() -> None:
+    strategy, state, rng = start("open_es")
+    initial, seeds, fitness = state, [], []
+    for _ in range(5):
+        genomes, state = strategy.ask(state, rng)
+        fit = quadratic(genomes)
+        state, _ = strategy.tell(state, genomes, fit)
+        seeds.append(state.noise_seed)
+        fitness.append(fit)
+    replayed = replay(strategy, initial, seeds, fitness)
+    assert torch.equal(replayed.center, state.center)
+
+
+def test_pgpe_stdev_change_is_bounded() -> None:
+    strategy, state, rng = start("pgpe")
+    genomes, state = strategy.ask(state, rng)
+    new, _ = strategy.tell(state, genomes, quadratic(genomes))
+    ratio = new.stdev / state.stdev
+    limit = strategy.config.stdev_max_change
+    assert ((ratio >= 1 - limit - 1e-6) & (ratio <= 1 + limit + 1e-6)).all()
+    assert not torch.equal(new.stdev, state.stdev)
+
+
+def test_centered_ranks_of_a_fixed_vector() -> None:
+    ranks = centered_ranks(torch.tensor([3.0, -1.0, 2.0, 10.0]))
+    torch.testing.assert_close(ranks, torch.tensor([1 / 6, -1 / 2, -1 / 6, 1 / 2]))
+
+
+def test_adam_matches_torch_adam_on_a_known_gradient() -> None:
+    grad = torch.tensor([0.5, -2.0, 0.0, 1e-3])
+    step, m, v = adam_step(grad, torch.zeros(4), torch.zeros(4), 1, lr=0.1)
+    # first Adam step is lr * sign(grad) (bias correction cancels), 0 where grad is 0
+    torch.testing.assert_close(
+        step, torch.tensor([0.1, -0.1, 0.0, 0.1 * 1e-3 / (1e-3 + 1e-8)])
+    )
+    param = torch.zeros(4, requires_grad=True)
+    reference = torch.optim.Adam([param], lr=0.1)
+    ours, m, v = torch.zeros(4), torch.zeros(4), torch.zeros(4)
+    for t, g in enumerate([grad, 2 * grad, -grad], start=1):
+        param.grad = -g  # torch minimises; our step is ascent
+        reference.step()
+        delta, m, v = adam_step(g, m, v, t, lr=0.1)
+        ours = ours + delta
+    torch.testing.assert_close(ours, param.detach())
+
+
+def test_clipup_normalises_then_clips() -> None:
+    step, velocity = clipup_step(torch.tensor([3.0, 4.0]), torch.zeros(2), 0.1, 0.2)
+    torch.testing.assert_close(step, torch.tensor([0.06, 0.08]))
+    step, _ = clipup_step(torch.tensor([3.0, 4.0]), torch.tensor([1.0, 0.0]), 0.1, 0.2)
+    assert step.norm().item() == pytest.approx(0.2)
+
+
+def test_fast_preset_is_registered_and_paper_preset_unchanged() -> None:
+    cfg = build_config({"preset": "fast"})
+    assert cfg.strategy.name in STRATEGIES
+    assert PRESETS["genreg-paper"] == {"strategy": {"name": "trust_ga"}}
+
+
+def load_benchmark(name: str):
+    """A module of benchmarks/ (scripts, not a package) by path."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))  # strategies.py imports peers
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_peers_table_at_tiny_size(prepared_mnist: Path) -> None:
+    peers = load_benchmark("peers")
+    tiny = ["model.hidden=8", "strategy.population_size=8", "train.images_per_class=2"]
+    tiny += ["train.eval_every=1", "train.val_images=300"]
+    rows = peers.compare(prepared_mnist, [1.0, 2.0], tiny, ["adam"])
+    assert rows[0]["peer"] == "genreg fast"
+    assert len(rows) == (2 if importlib.util.find_spec("evotorch") else 1)
+    for row in rows:
+        assert row["generations"] >= 2
+        assert 0.0 <= row["test@2s"] <= 1.0
+        assert row["val@2s"] >= row["val@1s"] > 0.0
+    assert "t90_s" in peers.format_table(rows)
+
+
+def test_seed_checkpoint_bytes() -> None:
+    sizes = load_benchmark("strategies").checkpoint_bytes(50890, 100, 200)
+    assert sizes == {
+        "full_weights": 203560,
+        "open_es_replay": 8 + 100 * (8 + 800),
+        "ga_lineage": 808,
+    }

@@ -2,6 +2,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# dvc.yaml's stage commands call `genreg`, so the venv's bin goes first on PATH
+export PATH := $(abspath $(BIN)):$(PATH)
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1

@@ -256,7 +256,9 @@ def format_table(rows: Sequence[dict[str, object]]) -> str:
 def _fmt(value: object) -> str:
     if value is None:
         return "-"
-    return f"{value:.4f}" if isinstance(value, float) and value < 1 else f"{value}"
+    if isinstance(value, float):
+        return f"{value:.4f}" if value <= 1 else f"{value:.1f}"
+    return f"{value}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

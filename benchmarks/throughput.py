@@ -1,9 +1,10 @@
 """Throughput of the batched population engine against a per-genome loop.
 
-Prints genome-evaluations per second of both on the same population and images, their
-ratio, and the seconds per full generation (sample batch, forward, fitness, trust update,
-reproduction with mutation) of the genreg-paper preset: population 200, 200 images, 64
-hidden. Run: python benchmarks/throughput.py [--population 200 --hidden 64 --repeats 5]
+Prints genome-evaluations per second of both on the same population and images,
+their ratio, and the seconds per full generation (sample batch, forward, fitness, trust
+update, reproduction with mutation) of the genreg-paper preset: population 200, 200
+images, 64 hidden.
+Run: python benchmarks/throughput.py [--population 200 --hidden 64 --repeats 5]
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def seconds(fn: Callable[[], object], repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def per_genome_loop(model: BatchedMLP, genomes: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def per_genome_loop(
+    model: BatchedMLP, genomes: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
     """The straightforward engine: one small MLP forward per genome."""
     outputs = []
     for genome in genomes:
@@ -41,28 +44,42 @@ def per_genome_loop(model: BatchedMLP, genomes: torch.Tensor, x: torch.Tensor) -
     return torch.stack(outputs)
 
 
-def generation_seconds(population: int, hidden: int, images_per_class: int, repeats: int) -> float:
-    """Seconds of one full trust-GA generation on random 28x28 data (shapes as MNIST)."""
+def generation_seconds(
+    population: int, hidden: int, images_per_class: int, repeats: int
+) -> float:
+    """Seconds of one full trust-GA generation on random 28x28 data (MNIST shapes)."""
     cfg = with_overrides(
         build_config({"preset": "genreg-paper"}),
-        {"strategy.population_size": population, "model.hidden": hidden,
-         "train.images_per_class": images_per_class},
+        {
+            "strategy.population_size": population,
+            "model.hidden": hidden,
+            "train.images_per_class": images_per_class,
+        },
     )
     gen = torch.Generator().manual_seed(0)
     model = BatchedMLP(784, hidden, 10)
     labels = torch.arange(10).repeat(600)
-    task = ClassificationTask(model, torch.rand(6000, 784, generator=gen), labels,
-                              torch.rand(10, 784, generator=gen), labels[:10], images_per_class)
+    task = ClassificationTask(
+        model,
+        torch.rand(6000, 784, generator=gen),
+        labels,
+        torch.rand(10, 784, generator=gen),
+        labels[:10],
+        images_per_class,
+    )
     strategy = make_strategy(cfg.strategy, model.num_params, images_per_class * 10)
     rngs = make_rngs(0)
-    state = RunState(strategy.init(model.init(population, rngs["init"]), rngs["init"]), rngs)
+    state = RunState(
+        strategy.init(model.init(population, rngs["init"]), rngs["init"]), rngs
+    )
     fitness_fn = make_fitness_fn(cfg.strategy)
     return seconds(lambda: step(strategy, task, fitness_fn, state), repeats)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--population", type=int, default=200)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--images", type=int, default=200)
@@ -73,17 +90,26 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     genomes = model.init(args.population, gen)
     x = torch.rand(args.images, 784, generator=gen)
-    torch.testing.assert_close(model.forward(genomes, x), per_genome_loop(model, genomes, x))
+    torch.testing.assert_close(
+        model.forward(genomes, x), per_genome_loop(model, genomes, x)
+    )
     batched = seconds(lambda: model.forward(genomes, x), args.repeats)
     loop = seconds(lambda: per_genome_loop(model, genomes, x), args.repeats)
-    per_gen = generation_seconds(args.population, args.hidden, args.images // 10, args.repeats)
-    print(f"population {args.population}, {args.images} images, hidden {args.hidden}, "
-          f"{torch.get_num_threads()} threads, device cpu")
+    per_gen = generation_seconds(
+        args.population, args.hidden, args.images // 10, args.repeats
+    )
+    print(
+        f"population {args.population}, {args.images} images, hidden {args.hidden}, "
+        f"{torch.get_num_threads()} threads, device cpu"
+    )
     print(f"per-genome loop : {args.population / loop:12,.0f} genome-evaluations/s")
     print(f"batched engine  : {args.population / batched:12,.0f} genome-evaluations/s")
     print(f"ratio           : {loop / batched:12.2f}x")
-    print(f"full generation : {per_gen:12.4f} s  ({600 * per_gen:.1f} s for 600 generations; "
-          "published: ~4 s per generation on a GPU)")
+    print(
+        f"full generation : {per_gen:12.4f} s  "
+        f"({600 * per_gen:.1f} s for 600 generations; "
+        "published: ~4 s per generation on a GPU)"
+    )
 
 
 if __name__ == "__main__":

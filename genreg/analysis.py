@@ -2,7 +2,7 @@
 
 Pure numpy / scikit-learn / umap-learn; no MLOps tools. umap-learn JIT-compiles with
 numba on its first fit in a process (tens of seconds); adapters point NUMBA_CACHE_DIR
-at a persistent folder so later processes reuse the compiled code.
+at a persistent folder so later processes reuse what numba can cache (pynndescent).
 """
 
 from __future__ import annotations

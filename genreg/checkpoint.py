@@ -8,8 +8,6 @@ config and provenance: what evaluation, analysis and serving load).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genreg.atomic import atomic_file
 from genreg.model import BatchedMLP
 from genreg.runner import RunState
 from genreg.strategies.base import state_arrays, state_from_arrays
@@ -27,33 +26,29 @@ FORMAT_VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, truncated, corrupt or does not fit the run; names the file."""
+    """A checkpoint is missing, truncated, corrupt or does not fit the run.
+
+    The message names the file.
+    """
 
 
 def write_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write arrays to `path` via a temp file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write arrays to `path` via a temp file in the same folder and atomic rename."""
+    with atomic_file(path) as handle:
+        np.savez(handle, **arrays)
 
 
 def read_npz(path: Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """All arrays of an .npz (no pickle), or CheckpointError naming the file and problem."""
+    """All arrays of an .npz (no pickle), or CheckpointError naming file and problem."""
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({exc})") from exc
+        raise CheckpointError(
+            f"{path}: corrupt or truncated checkpoint ({exc})"
+        ) from exc
     missing = [key for key in required if key not in arrays]
     if missing:
         raise CheckpointError(f"{path}: not a genreg checkpoint, missing {missing}")
@@ -88,12 +83,19 @@ def save_run(path: Path, state: RunState, config: Mapping[str, Any]) -> None:
 
 
 def load_run(
-    path: Path, state_class: type, rngs: dict[str, torch.Generator], device: torch.device
+    path: Path,
+    state_class: type,
+    rngs: dict[str, torch.Generator],
+    device: torch.device,
 ) -> tuple[RunState, dict[str, Any]]:
     """A RunState (RNGs restored into `rngs`) and the config it was saved with."""
-    arrays = read_npz(path, ("format_version", "config_json", "generation", "history_json"))
+    arrays = read_npz(
+        path, ("format_version", "config_json", "generation", "history_json")
+    )
     if int(arrays["format_version"]) != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {arrays['format_version']} unsupported")
+        raise CheckpointError(
+            f"{path}: format version {arrays['format_version']} unsupported"
+        )
     try:
         strategy_arrays = {
             key.removeprefix("state/"): torch.from_numpy(value)
@@ -115,7 +117,9 @@ def load_run(
         )
         config = json.loads(_untext(arrays["config_json"]))
     except (KeyError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: checkpoint does not fit this run ({exc})") from exc
+        raise CheckpointError(
+            f"{path}: checkpoint does not fit this run ({exc})"
+        ) from exc
     return state, config
 
 
@@ -154,7 +158,8 @@ def load_genome(path: Path) -> Genome:
     model = BatchedMLP(*(int(v) for v in shape))
     if len(weights) != model.num_params:
         raise CheckpointError(
-            f"{path}: {len(weights)} weights, but shape {shape.tolist()} needs {model.num_params}"
+            f"{path}: {len(weights)} weights, "
+            f"but shape {shape.tolist()} needs {model.num_params}"
         )
     if not np.isfinite(weights).all():
         raise CheckpointError(f"{path}: weights contain NaN or infinity")

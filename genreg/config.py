@@ -1,4 +1,4 @@
-"""Typed configuration: frozen dataclasses built from params.yaml, presets and overrides.
+"""Typed configuration: frozen dataclasses built from params.yaml, presets, overrides.
 
 Every value is checked on construction; a bad key, type or value raises `ConfigError`
 naming the dotted key and what is allowed, before any work starts.
@@ -84,7 +84,8 @@ class StrategyConfig:
     stdev_max_change: float = 0.2
     weight_decay: float = 0.0
     optimizer: Literal["adam", "clipup", "sgd"] = "adam"
-    # the ES center starts as the first initial genome times this (tanh saturates at 1.0)
+    # the ES center starts as the first initial genome times this
+    # (tanh saturates at 1.0)
     center_init_scale: float = 0.1
     # OpenES/PGPE center learning rate at generation t: lr * decay**t
     learning_rate_decay: float = 1.0
@@ -144,7 +145,7 @@ class Config:
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys to scalar values, e.g. {"strategy.mutation_scale": 0.1}."""
-        return _flatten(self.to_dict())
+        return flatten(self.to_dict())
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -165,10 +166,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {
         "strategy": {
             "name": "open_es",
-            "population_size": 200,
+            "population_size": 400,
             "fitness": "neg_cross_entropy",
             "stdev_init": 0.02,
             "center_learning_rate": 0.01,
+            "learning_rate_decay": 0.998,
             "center_init_scale": 0.1,
             "shaping": "normalized",
             "optimizer": "adam",
@@ -186,18 +188,24 @@ def register_preset(name: str, overrides: Mapping[str, Any]) -> None:
 def build_config(params: Mapping[str, Any] | None = None) -> Config:
     """Config from a params.yaml mapping: defaults, then its preset, then its keys."""
     params = dict(params or {})
+    params.pop("tune", None)  # the Optuna study's section, read by pipelines.tune
     preset = params.get("preset")
     merged: dict[str, Any] = {}
     if preset is not None:
         if preset not in PRESETS:
-            raise ConfigError(f"preset: unknown preset {preset!r}; allowed: {sorted(PRESETS)}")
+            raise ConfigError(
+                f"preset: unknown preset {preset!r}; allowed: {sorted(PRESETS)}"
+            )
         merged = _merge(merged, PRESETS[preset])
     merged = _merge(merged, params)
     return _build(Config, merged, "")
 
 
 def load_params(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read params.yaml, apply dotted overrides ({"train.num_generations": 5}), validate."""
+    """Read params.yaml, apply dotted overrides, validate.
+
+    Overrides are dotted keys, e.g. {"train.num_generations": 5}.
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -208,7 +216,9 @@ def load_params(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(params, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of sections, got {type(params).__name__}"
+        )
     return build_config(_merge(params, unflatten(overrides or {})))
 
 
@@ -221,7 +231,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     """Parse 'key=value' (value as YAML, so 0.1, true and [a, b] work)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ConfigError(f"override {text!r}: expected key=value, e.g. strategy.mutation_scale=0.05")
+        raise ConfigError(
+            f"override {text!r}: expected key=value, e.g. strategy.mutation_scale=0.05"
+        )
     return key.strip(), yaml.safe_load(value)
 
 
@@ -250,7 +262,9 @@ def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]
 
 def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(values, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.')}: expected a section (mapping), got {values!r}")
+        raise ConfigError(
+            f"{prefix.rstrip('.')}: expected a section (mapping), got {values!r}"
+        )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -260,7 +274,8 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
             f"{prefix.rstrip('.') or 'the top level'}: {sorted(names)}"
         )
     kwargs = {
-        name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in values.items()
+        name: _coerce(hints[name], value, f"{prefix}{name}")
+        for name, value in values.items()
     }
     try:
         return cls(**kwargs)
@@ -349,7 +364,7 @@ _RANGES: list[tuple[str, float, float, bool, bool]] = [
 
 
 def _check_ranges(cfg: Config) -> None:
-    flat = _flatten(_plain(dataclasses.asdict(cfg)))
+    flat = flatten(_plain(dataclasses.asdict(cfg)))
     for key, low, high, low_inc, high_inc in _RANGES:
         value = flat[key]
         ok_low = value >= low if low_inc else value > low
@@ -360,7 +375,9 @@ def _check_ranges(cfg: Config) -> None:
             raise ConfigError(f"{key}: {value!r} is out of range; allowed: {lo}, {hi}")
     pop, elitism = cfg.strategy.population_size, cfg.strategy.elitism
     if elitism >= pop:
-        raise ConfigError(f"strategy.elitism: {elitism} must be below population_size ({pop})")
+        raise ConfigError(
+            f"strategy.elitism: {elitism} must be below population_size ({pop})"
+        )
     if cfg.strategy.name in ("open_es", "pgpe") and pop % 2:
         raise ConfigError(
             f"strategy.population_size: {pop} must be even for {cfg.strategy.name} "
@@ -376,11 +393,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
     flat: dict[str, Any] = {}
     for key, value in nested.items():
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

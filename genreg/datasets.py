@@ -10,14 +10,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
+
+from genreg.atomic import atomic_file
 
 
 class DataError(ValueError):
@@ -262,16 +262,8 @@ def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None
     """Write images uint8 [N, H, W] and labels int64 [N] to `path` (.npz) atomically."""
     path = Path(path)
     check_split(str(path), images, labels)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, {"images": images, "labels": labels})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        _write_npz(f, {"images": images, "labels": labels})
 
 
 def load_split(path: str | Path, num_classes: int | None = None) -> Split:

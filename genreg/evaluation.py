@@ -13,7 +13,7 @@ from genreg.model import BatchedMLP
 def split_weights(
     model: BatchedMLP, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A flat genome [D] as W1 [I, H], b1 [H], W2 [H, C], b2 [C] (same layout as torch)."""
+    """A flat genome [D] as W1 [I, H], b1 [H], W2 [H, C], b2 [C] (torch's layout)."""
     i, h, c = model.num_inputs, model.hidden, model.num_outputs
     ends = np.cumsum([i * h, h, h * c, c])
     w1 = weights[: ends[0]].reshape(i, h)

@@ -27,7 +27,10 @@ class BatchedMLP:
         return i * h + h + h * c + c
 
     def layers(self, genomes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Views of `genomes` [P, D] (or [D]) as W1 [P, I, H], b1 [P, H], W2 [P, H, C], b2 [P, C]."""
+        """Views of `genomes` [P, D] (or [D]) as weights and biases.
+
+        W1 [P, I, H], b1 [P, H], W2 [P, H, C], b2 [P, C].
+        """
         flat = genomes.unsqueeze(0) if genomes.dim() == 1 else genomes
         if flat.shape[-1] != self.num_params:
             raise ValueError(
@@ -61,8 +64,13 @@ class BatchedMLP:
         init_weight: float = 0.5,
         init_bias: float = 0.1,
     ) -> Tensor:
-        """Genomes [P, D]: weights U(-init_weight, init_weight), biases U(-init_bias, init_bias)."""
-        genomes = torch.rand(population_size, self.num_params, generator=rng, device=rng.device)
+        """Genomes [P, D]: weights U(-init_weight, init_weight).
+
+        Biases are U(-init_bias, init_bias).
+        """
+        genomes = torch.rand(
+            population_size, self.num_params, generator=rng, device=rng.device
+        )
         w1, b1, w2, b2 = self.layers(genomes)
         for weights in (w1, w2):
             weights.mul_(2 * init_weight).sub_(init_weight)

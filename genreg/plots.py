@@ -1,4 +1,7 @@
-"""Static PNG figures (matplotlib, Agg backend): confusion matrix, per-class bars, curves."""
+"""Static PNG figures (matplotlib, Agg backend).
+
+Confusion matrix, per-class bars, curves.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +42,9 @@ def per_class_png(
     """Accuracy per class as a bar chart with the overall mean marked."""
     fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(class_names)), 3.2), dpi=110)
     ax.bar(range(len(accuracies)), accuracies, color="tab:blue")
-    ax.axhline(float(np.mean(accuracies)), color="tab:red", linestyle="--", label="mean")
+    ax.axhline(
+        float(np.mean(accuracies)), color="tab:red", linestyle="--", label="mean"
+    )
     ax.set_xticks(range(len(class_names)), class_names)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")

@@ -1,4 +1,7 @@
-"""A tqdm progress bar as a runner callback: generation, trust, training and validation accuracy."""
+"""A tqdm progress bar as a runner callback.
+
+Shows generation, trust, training and validation accuracy.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from tqdm.auto import tqdm
 
 
 class ProgressBar:
-    """Shows best/mean trust (or fitness), best training accuracy and the last validation."""
+    """Shows best/mean trust (or fitness), best training accuracy, last validation."""
 
     def __init__(self, total: int, desc: str = "evolving") -> None:
         self.bar = tqdm(total=total, desc=desc, unit="gen", dynamic_ncols=True)

@@ -26,8 +26,10 @@ class Callback(Protocol):
     def on_generation(self, generation: int, metrics: Mapping[str, float]) -> None: ...
 
 
-def make_rngs(seed: int, device: torch.device | str = "cpu") -> dict[str, torch.Generator]:
-    """Independent generators per stream (init, batch, strategy, predict) from one seed."""
+def make_rngs(
+    seed: int, device: torch.device | str = "cpu"
+) -> dict[str, torch.Generator]:
+    """Independent generators per stream (init, batch, strategy, predict), one seed."""
     children = np.random.SeedSequence(seed).spawn(len(RNG_STREAMS))
     rngs = {}
     for name, child in zip(RNG_STREAMS, children, strict=True):

@@ -1,8 +1,9 @@
-"""Classification task: a class-balanced shared batch per generation, and fitness of logits.
+"""Classification task: a class-balanced shared batch per generation, logit fitness.
 
-Fitness is higher-is-better [P]. `trust_reward` is GENREG's generation score: +reward_correct
-per correct prediction, reward_wrong per wrong one, with predictions sampled from the softmax
-(or argmax) and, for per-image trust decay, later images weighted more.
+Fitness is higher-is-better [P]. `trust_reward` is GENREG's generation score:
++reward_correct per correct prediction, reward_wrong per wrong one, with predictions
+sampled from the softmax (or argmax) and, for per-image trust decay, later images
+weighted more.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ FitnessFn = Callable[[Tensor, Tensor, torch.Generator], Tensor]
 
 
 def to_inputs(images: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
-    """uint8 images [N, H, W] -> float32 [N, H*W] in [0, 1] (pixels / 255, DESIGN §1)."""
+    """uint8 images [N, H, W] -> float32 [N, H*W] in [0, 1].
+
+    Pixels / 255 (DESIGN §1).
+    """
     flat = torch.from_numpy(np.ascontiguousarray(images)).reshape(len(images), -1)
     return flat.to(device=device, dtype=torch.float32).div_(255.0)
 
@@ -91,9 +95,12 @@ def make_fitness_fn(cfg: StrategyConfig) -> FitnessFn:
     if cfg.fitness == "accuracy":
         return lambda logits, y, rng: (logits.argmax(-1) == y).float().mean(-1)
     if cfg.fitness == "neg_cross_entropy":
-        return lambda logits, y, rng: -torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), y.expand(logits.shape[0], -1), reduction="none"
-        ).mean(-1)
+        return lambda logits, y, rng: (
+            torch.log_softmax(logits, -1)
+            .gather(-1, y.expand(logits.shape[0], -1).unsqueeze(-1))
+            .squeeze(-1)
+            .mean(-1)
+        )
 
     def trust_reward(logits: Tensor, y: Tensor, rng: torch.Generator) -> Tensor:
         correct = predictions(logits, cfg.predictions == "sample", rng) == y

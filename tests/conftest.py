@@ -1,4 +1,7 @@
-"""Shared fixtures: real MNIST from ../shared/data/mnist (or GENREG_DATA_DIR), tiny configs."""
+"""Shared fixtures: tiny configs, and real MNIST.
+
+MNIST comes from ../shared/data/mnist (or GENREG_DATA_DIR).
+"""
 
 from __future__ import annotations
 
@@ -26,10 +29,13 @@ def _mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The folder of the four official MNIST IDX files (gzipped)."""
-    path = Path(os.environ.get("GENREG_DATA_DIR", ROOT.parent / "shared" / "data" / "mnist"))
-    if not (path / "train-images-idx3-ubyte.gz").exists() and not (
-        path / "train-images-idx3-ubyte"
-    ).exists():
+    path = Path(
+        os.environ.get("GENREG_DATA_DIR", ROOT.parent / "shared" / "data" / "mnist")
+    )
+    if (
+        not (path / "train-images-idx3-ubyte.gz").exists()
+        and not (path / "train-images-idx3-ubyte").exists()
+    ):
         pytest.fail(f"MNIST IDX files not found in {path}; set GENREG_DATA_DIR")
     return path
 

@@ -1,4 +1,4 @@
-"""The command line: help that teaches, and bad input that fails early and names the cause."""
+"""The command line: help that teaches; bad input fails early and names the cause."""
 
 from __future__ import annotations
 
@@ -8,9 +8,19 @@ import pytest
 
 from genreg.adapters.cli import COMMANDS, main
 
-TINY = ["-S", "strategy.population_size=8", "-S", "model.hidden=8",
-        "-S", "train.num_generations=2", "-S", "train.images_per_class=2",
-        "-S", "train.val_images=200", "--no-progress"]
+TINY = [
+    "-S",
+    "strategy.population_size=8",
+    "-S",
+    "model.hidden=8",
+    "-S",
+    "train.num_generations=2",
+    "-S",
+    "train.images_per_class=2",
+    "-S",
+    "train.val_images=200",
+    "--no-progress",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -43,24 +53,52 @@ def test_unknown_key_fails_before_any_work(
 ) -> None:
     params = tmp_path / "params.yaml"
     params.write_text("strategy:\n  mutation_scal: 0.1\n")
-    code, text = run_cli(capsys, "train", "-p", str(params), "--data", str(tmp_path / "nodata"),
-                         "--out", str(tmp_path / "run"), "--no-progress")
+    code, text = run_cli(
+        capsys,
+        "train",
+        "-p",
+        str(params),
+        "--data",
+        str(tmp_path / "nodata"),
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+    )
     assert code == 2
     assert "strategy.mutation_scal: unknown key" in text and "mutation_scale" in text
     assert not (tmp_path / "run").exists()
 
 
-def test_bad_value_and_bad_override(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, text = run_cli(capsys, "train", "-S", "strategy.predictions=maybe",
-                         "--out", str(tmp_path / "run"))
+def test_bad_value_and_bad_override(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, text = run_cli(
+        capsys,
+        "train",
+        "-S",
+        "strategy.predictions=maybe",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert code == 2 and "['sample', 'argmax']" in text
-    code, text = run_cli(capsys, "train", "-S", "model.hidden", "--out", str(tmp_path / "run"))
+    code, text = run_cli(
+        capsys, "train", "-S", "model.hidden", "--out", str(tmp_path / "run")
+    )
     assert code == 2 and "key=value" in text
 
 
-def test_missing_data_is_reported(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, text = run_cli(capsys, "train", "--data", str(tmp_path / "nodata"),
-                         "--out", str(tmp_path / "run"), *TINY)
+def test_missing_data_is_reported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, text = run_cli(
+        capsys,
+        "train",
+        "--data",
+        str(tmp_path / "nodata"),
+        "--out",
+        str(tmp_path / "run"),
+        *TINY,
+    )
     assert code == 2 and "meta.json" in text and "genreg prepare" in text
 
 
@@ -68,22 +106,48 @@ def test_corrupt_checkpoint_is_reported_and_kept(
     capsys: pytest.CaptureFixture[str], prepared_mnist: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    code, _ = run_cli(capsys, "train", "--data", str(prepared_mnist), "--out", str(run), *TINY)
+    code, _ = run_cli(
+        capsys, "train", "--data", str(prepared_mnist), "--out", str(run), *TINY
+    )
     assert code == 0
     best = run / "checkpoints" / "best.npz"
     last = run / "checkpoints" / "last.npz"
     for path in (best, last):
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncate
     before = last.read_bytes()
-    code, text = run_cli(capsys, "evaluate", "--data", str(prepared_mnist),
-                         "--checkpoint", str(best), "--out", str(tmp_path / "eval"))
+    code, text = run_cli(
+        capsys,
+        "evaluate",
+        "--data",
+        str(prepared_mnist),
+        "--checkpoint",
+        str(best),
+        "--out",
+        str(tmp_path / "eval"),
+    )
     assert code == 2 and str(best) in text and "corrupt or truncated" in text
-    code, text = run_cli(capsys, "train", "--data", str(prepared_mnist), "--out", str(run),
-                         "--resume", *TINY)
+    code, text = run_cli(
+        capsys,
+        "train",
+        "--data",
+        str(prepared_mnist),
+        "--out",
+        str(run),
+        "--resume",
+        *TINY,
+    )
     assert code == 2 and str(last) in text
     assert last.read_bytes() == before
-    code, text = run_cli(capsys, "evaluate", "--data", str(prepared_mnist),
-                         "--checkpoint", str(tmp_path / "none.npz"), "--out", str(tmp_path / "e"))
+    code, text = run_cli(
+        capsys,
+        "evaluate",
+        "--data",
+        str(prepared_mnist),
+        "--checkpoint",
+        str(tmp_path / "none.npz"),
+        "--out",
+        str(tmp_path / "e"),
+    )
     assert code == 2 and "not found" in text
 
 
@@ -91,9 +155,21 @@ def test_train_then_evaluate(
     capsys: pytest.CaptureFixture[str], prepared_mnist: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    assert run_cli(capsys, "train", "--data", str(prepared_mnist), "--out", str(run), *TINY)[0] == 0
-    code, text = run_cli(capsys, "evaluate", "--data", str(prepared_mnist),
-                         "--checkpoint", str(run / "checkpoints" / "best.npz"),
-                         "--out", str(tmp_path / "eval"))
+    assert (
+        run_cli(
+            capsys, "train", "--data", str(prepared_mnist), "--out", str(run), *TINY
+        )[0]
+        == 0
+    )
+    code, text = run_cli(
+        capsys,
+        "evaluate",
+        "--data",
+        str(prepared_mnist),
+        "--checkpoint",
+        str(run / "checkpoints" / "best.npz"),
+        "--out",
+        str(tmp_path / "eval"),
+    )
     assert code == 0 and "test_accuracy" in text
     assert (tmp_path / "eval" / "metrics.json").exists()

@@ -21,9 +21,16 @@ def test_paper_preset_is_the_published_constants() -> None:
     s = build_config({"preset": "genreg-paper"}).strategy
     assert (s.population_size, s.reward_correct, s.reward_wrong) == (200, 10.0, -1.5)
     assert (s.trust_decay, s.decay_mode, s.trust_clamp, s.top_fraction) == (
-        0.2, "generation", 1e5, 0.2
+        0.2,
+        "generation",
+        1e5,
+        0.2,
     )
-    assert (s.mutation_prob, s.mutation_scale, s.child_trust_factor) == (0.07, 0.1, 0.03)
+    assert (s.mutation_prob, s.mutation_scale, s.child_trust_factor) == (
+        0.07,
+        0.1,
+        0.03,
+    )
     assert (s.crossover, s.elitism, s.predictions) == (False, 0, "sample")
     assert build_config({}).train.images_per_class == 20
 
@@ -35,7 +42,9 @@ def test_code_preset_and_overrides_win_over_preset() -> None:
 
 
 def test_round_trip_through_dict() -> None:
-    cfg = with_overrides(Config(), {"model.hidden": 32, "data.alphabet.train_fonts": ["a"]})
+    cfg = with_overrides(
+        Config(), {"model.hidden": 32, "data.alphabet.train_fonts": ["a"]}
+    )
     assert build_config(cfg.to_dict()) == cfg
     assert cfg.flat()["model.hidden"] == 32
 
@@ -43,16 +52,38 @@ def test_round_trip_through_dict() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"strategy": {"mutation_scal": 0.1}}, r"strategy\.mutation_scal: unknown key.*mutation_scale"),
+        (
+            {"strategy": {"mutation_scal": 0.1}},
+            r"strategy\.mutation_scal: unknown key.*mutation_scale",
+        ),
         ({"bogus": 1}, r"bogus: unknown key"),
-        ({"strategy": {"population_size": "many"}}, r"strategy\.population_size: expected an integer"),
-        ({"strategy": {"population_size": 1}}, r"strategy\.population_size: 1 is out of range"),
-        ({"strategy": {"mutation_prob": 1.5}}, r"strategy\.mutation_prob: 1\.5 is out of range; allowed: \[0, 1\]"),
-        ({"strategy": {"decay_mode": "daily"}}, r"strategy\.decay_mode: 'daily' is not allowed; allowed: \['generation', 'image'\]"),
-        ({"strategy": {"crossover": "yes"}}, r"strategy\.crossover: expected true or false"),
+        (
+            {"strategy": {"population_size": "many"}},
+            r"strategy\.population_size: expected an integer",
+        ),
+        (
+            {"strategy": {"population_size": 1}},
+            r"strategy\.population_size: 1 is out of range",
+        ),
+        (
+            {"strategy": {"mutation_prob": 1.5}},
+            r"strategy\.mutation_prob: 1\.5 is out of range; allowed: \[0, 1\]",
+        ),
+        (
+            {"strategy": {"decay_mode": "daily"}},
+            r"strategy\.decay_mode: 'daily' is not allowed; "
+            r"allowed: \['generation', 'image'\]",
+        ),
+        (
+            {"strategy": {"crossover": "yes"}},
+            r"strategy\.crossover: expected true or false",
+        ),
         ({"model": 3}, r"model: expected a section"),
         ({"preset": "nope"}, r"preset: unknown preset 'nope'"),
-        ({"strategy": {"elitism": 200}}, r"strategy\.elitism: 200 must be below population_size"),
+        (
+            {"strategy": {"elitism": 200}},
+            r"strategy\.elitism: 200 must be below population_size",
+        ),
     ],
 )
 def test_bad_params_name_the_key(params: dict, message: str) -> None:
@@ -72,7 +103,10 @@ def test_load_params_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_parse_override() -> None:
-    assert parse_override("strategy.mutation_scale=0.05") == ("strategy.mutation_scale", 0.05)
+    assert parse_override("strategy.mutation_scale=0.05") == (
+        "strategy.mutation_scale",
+        0.05,
+    )
     assert parse_override("strategy.crossover=true") == ("strategy.crossover", True)
     with pytest.raises(ConfigError, match="key=value"):
         parse_override("strategy.crossover")

@@ -106,3 +106,23 @@ def test_repro_noop_rerun_and_push_pull(repo: Path) -> None:
     run("dvc", "pull")
     assert sha256(best) == before and meta.exists()
     assert "up to date" in run("dvc", "status")
+
+
+def test_params_yaml_lists_every_config_key_with_its_default() -> None:
+    from genreg.config import Config, load_params
+
+    def flatten(node: dict, prefix: str = "") -> dict:
+        flat = {}
+        for key, value in node.items():
+            if isinstance(value, dict):
+                flat.update(flatten(value, f"{prefix}{key}."))
+            else:
+                flat[prefix + key] = value
+        return flat
+
+    written = flatten(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    defaults = Config().flat()
+    assert sorted(set(defaults) - set(written)) == []
+    loaded = load_params(ROOT / "params.yaml").flat()
+    changed = {k for k in defaults if loaded[k] != defaults[k]}
+    assert changed == {"data.source_dir"}  # the genreg-paper values, plus the data path

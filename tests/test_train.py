@@ -1,4 +1,4 @@
-"""Training on real MNIST: learning, exact resume, numpy == torch, best-by-validation."""
+"""Real-MNIST training: learning, exact resume, numpy == torch, best by validation."""
 
 from __future__ import annotations
 
@@ -78,7 +78,10 @@ def test_same_seed_same_run(prepared_mnist: Path, tmp_path: Path) -> None:
     train(cfg, prepared_mnist, tmp_path / "a")
     train(cfg, prepared_mnist, tmp_path / "b")
     train(with_overrides(cfg, {"seed": 1}), prepared_mnist, tmp_path / "c")
-    load = lambda name: read_npz(tmp_path / name / "checkpoints" / "last.npz")["state/genomes"]  # noqa: E731
+
+    def load(name):
+        return read_npz(tmp_path / name / "checkpoints" / "last.npz")["state/genomes"]
+
     np.testing.assert_array_equal(load("a"), load("b"))
     assert not np.array_equal(load("a"), load("c"))
 
@@ -86,7 +89,12 @@ def test_same_seed_same_run(prepared_mnist: Path, tmp_path: Path) -> None:
 def test_resume_refuses_other_params(prepared_mnist: Path, tmp_path: Path) -> None:
     train(tiny(**{"train.num_generations": 2}), prepared_mnist, tmp_path)
     with pytest.raises(CheckpointError, match="strategy.mutation_scale"):
-        train(tiny(**{"strategy.mutation_scale": 0.5}), prepared_mnist, tmp_path, resume=True)
+        train(
+            tiny(**{"strategy.mutation_scale": 0.5}),
+            prepared_mnist,
+            tmp_path,
+            resume=True,
+        )
     with pytest.raises(CheckpointError, match="--resume"):
         train(tiny(), prepared_mnist, tmp_path)
 
@@ -100,13 +108,19 @@ def test_numpy_evaluation_equals_torch(prepared_mnist: Path, tmp_path: Path) -> 
     torch_logits = genome.model.forward(torch.from_numpy(genome.weights), x)[0].numpy()
     numpy_logits = logits_numpy(genome.model, genome.weights, x.numpy())
     np.testing.assert_allclose(numpy_logits, torch_logits, rtol=1e-4, atol=1e-4)
-    metrics = evaluate(tiny(), prepared_mnist, tmp_path / "run" / "checkpoints" / "best.npz",
-                       tmp_path / "eval")
+    metrics = evaluate(
+        tiny(),
+        prepared_mnist,
+        tmp_path / "run" / "checkpoints" / "best.npz",
+        tmp_path / "eval",
+    )
     expected = float((torch_logits.argmax(1) == labels).mean())
     assert abs(metrics["test_accuracy"] - expected) < 0.1  # 500 of 10k images
     assert set(metrics["per_class_accuracy"]) == {str(d) for d in range(10)}
     assert (tmp_path / "eval" / "confusion.png").stat().st_size > 1000
-    assert len((tmp_path / "eval" / "predictions.csv").read_text().splitlines()) == 10001
+    assert (
+        len((tmp_path / "eval" / "predictions.csv").read_text().splitlines()) == 10001
+    )
 
 
 def test_best_genome_chosen_on_validation(prepared_mnist: Path, tmp_path: Path) -> None:

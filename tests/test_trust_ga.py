@@ -1,4 +1,7 @@
-"""Trust GA: exact trust update, parent choice, child trust, mutation rate, batched model."""
+"""Trust GA: exact trust update, parent choice, child trust, mutation rate.
+
+Also the batched model.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +42,9 @@ def test_parents_come_from_the_top_fraction_in_proportion_to_trust() -> None:
     assert counts[2].item() == pytest.approx(2 / 3, abs=0.02)
     assert counts[9].item() == pytest.approx(1 / 3, abs=0.02)
     uniform = select_parents(trust, 0.3, 30_000, by_trust=False, rng=rng())
-    assert torch.bincount(uniform, minlength=10)[4].item() / 30_000 == pytest.approx(1 / 3, abs=0.02)
+    assert torch.bincount(uniform, minlength=10)[4].item() / 30_000 == pytest.approx(
+        1 / 3, abs=0.02
+    )
 
 
 def test_child_trust_is_parent_trust_times_factor() -> None:
@@ -53,11 +58,23 @@ def test_child_trust_is_parent_trust_times_factor() -> None:
 
 
 def test_crossover_and_parent_mean_trust() -> None:
-    cfg = StrategyConfig(population_size=4, top_fraction=0.5, mutation_prob=0.0,
-                         crossover=True, child_trust="parent_mean", elitism=1)
+    cfg = StrategyConfig(
+        population_size=4,
+        top_fraction=0.5,
+        mutation_prob=0.0,
+        crossover=True,
+        child_trust="parent_mean",
+        elitism=1,
+    )
     ga = TrustGA(cfg, num_params=1000)
-    genomes = torch.stack([torch.zeros(1000), torch.ones(1000), torch.full((1000,), 2.0),
-                           torch.full((1000,), 3.0)])
+    genomes = torch.stack(
+        [
+            torch.zeros(1000),
+            torch.ones(1000),
+            torch.full((1000,), 2.0),
+            torch.full((1000,), 3.0),
+        ]
+    )
     state = TrustGAState(genomes, torch.tensor([0.0, 10.0, 0.0, 20.0]), generation=1)
     children, new = ga.ask(state, rng())
     assert torch.equal(children[0], genomes[3]) and new.trust[0] == 20.0  # the elite
@@ -77,13 +94,20 @@ def test_mutation_hits_each_weight_with_the_given_probability() -> None:
 
 
 def test_tell_per_image_decay_matches_the_sequential_rule() -> None:
-    cfg = StrategyConfig(decay_mode="image", trust_decay=0.1, reward_correct=1.0,
-                         reward_wrong=-1.0, predictions="argmax")
+    cfg = StrategyConfig(
+        decay_mode="image",
+        trust_decay=0.1,
+        reward_correct=1.0,
+        reward_wrong=-1.0,
+        predictions="argmax",
+    )
     logits = torch.tensor([[[5.0, 0.0], [0.0, 5.0], [5.0, 0.0]]])  # predicts 0, 1, 0
     labels = torch.tensor([0, 0, 0])
     fitness = make_fitness_fn(cfg)(logits, labels, rng())
     ga = TrustGA(cfg, num_params=1, images_per_generation=3)
-    state, _ = ga.tell(TrustGAState(torch.zeros(1, 1), torch.tensor([10.0])), None, fitness)
+    state, _ = ga.tell(
+        TrustGAState(torch.zeros(1, 1), torch.tensor([10.0])), None, fitness
+    )
     expected = 10.0
     for reward in (1.0, -1.0, 1.0):
         expected = expected * 0.9 + reward

@@ -36,7 +36,9 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="genreg", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="genreg",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
@@ -52,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--params",
             type=Path,
             default=Path("params.yaml"),
-            help="params file (default: params.yaml; embedded defaults if it is absent)",
+            help=(
+                "params file (default: params.yaml; embedded defaults if it is absent)"
+            ),
         )
         cmd.add_argument(
             "-S",
@@ -61,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="override a params key, e.g. -S strategy.mutation_scale=0.05 (repeatable)",
+            help=(
+                "override a params key, e.g. -S strategy.mutation_scale=0.05 "
+                "(repeatable)"
+            ),
         )
         module.add_arguments(cmd)
         cmd.set_defaults(handler=module.run)
@@ -69,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(params: Path, overrides: Sequence[str]) -> Config:
-    """params.yaml (or the embedded defaults when the default file is absent) + overrides."""
+    """params.yaml (or the embedded defaults if the default is absent) + overrides."""
     pairs = dict(parse_override(text) for text in overrides)
     if not params.exists() and params == Path("params.yaml"):
         from genreg.config import build_config, unflatten

@@ -7,6 +7,7 @@ so `mlflow models predict -m runs:/<run id>/model -i pixels.csv -t csv
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from genreg.checkpoint import Genome
 from genreg.datasets import load_split
@@ -51,7 +53,11 @@ def log_genome_model(uri: str, run_id: str, genome_path: Path, examples: Path) -
         signature = infer_signature(
             example, predict_classes(load_genome(genome_path), example)
         )
-    previous = mlflow.get_tracking_uri()
+    # the fluent API below needs the process-wide URI; put back exactly what was set
+    # before (None when only the environment named a store): set_tracking_uri(None)
+    # unsets both the global and the MLFLOW_TRACKING_URI it exports
+    previous = tracking_utils._tracking_uri
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
         with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
@@ -70,3 +76,5 @@ def log_genome_model(uri: str, run_id: str, genome_path: Path, examples: Path) -
             )
     finally:
         mlflow.set_tracking_uri(previous)
+        if previous_env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env

@@ -29,7 +29,7 @@ from genreg.adapters.mlflow_callback import (
 )
 from genreg.adapters.mlflow_model import log_genome_model
 from genreg.checkpoint import CheckpointError
-from genreg.config import Config
+from genreg.config import Config, flatten
 from genreg.datasets import load_meta
 from genreg.runner import Callback
 from genreg.stages.train import TrainSummary, resolve_device, train
@@ -103,7 +103,7 @@ def tracked_train(
             out_dir,
             resume=resume,
             overwrite=overwrite,
-            callbacks=[*extra_callbacks, callback],
+            callbacks=[callback, *extra_callbacks],  # log a pruned generation too
         )
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
@@ -257,16 +257,6 @@ def genome_matches_run(run_id: str, genome_path: Path, uri: str) -> bool:
         return False
     logged = connect(uri).get_run(run_id).data.params
     ignore = ("train.num_generations", "train.device")  # may change on --resume
-    shared = [k for k in _flatten(config) if k in logged and k not in ignore]
-    flat = _flatten(config)
+    shared = [k for k in flatten(config) if k in logged and k not in ignore]
+    flat = flatten(config)
     return "seed" in shared and all(logged[k] == str(flat[k]) for k in shared)
-
-
-def _flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in nested.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

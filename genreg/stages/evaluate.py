@@ -1,17 +1,18 @@
 """Evaluate stage: the best genome on the test set, in numpy on the CPU.
 
 Writes to `out_dir`: metrics.json (test accuracy, per-class accuracy, ms per image),
-predictions.csv (actual,predicted per test image: DVC's confusion plot) and confusion.png.
+predictions.csv (actual,predicted per test image: DVC's confusion plot) and
+confusion.png.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from genreg.atomic import atomic_file, write_text_atomic
 from genreg.checkpoint import load_genome
 from genreg.config import Config
 from genreg.datasets import DataError, load_prepared
@@ -19,8 +20,10 @@ from genreg.evaluation import evaluate_numpy
 from genreg.plots import confusion_png, per_class_png
 
 
-def evaluate(cfg: Config, data_dir: Path, genome_path: Path, out_dir: Path) -> dict[str, Any]:
-    """Score the genome in `genome_path` on the prepared test split; returns the metrics."""
+def evaluate(
+    cfg: Config, data_dir: Path, genome_path: Path, out_dir: Path
+) -> dict[str, Any]:
+    """Score the genome in `genome_path` on the prepared test split; return metrics."""
     genome = load_genome(genome_path)
     test = load_prepared(data_dir)["test"]
     num_inputs = test.images[0].size
@@ -43,10 +46,8 @@ def evaluate(cfg: Config, data_dir: Path, genome_path: Path, out_dir: Path) -> d
         "hidden": genome.model.hidden,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, out_dir / "metrics.json")
-    with (out_dir / "predictions.csv").open("w", newline="") as handle:
+    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    with atomic_file(out_dir / "predictions.csv", "w") as handle:
         writer = csv.writer(handle)
         writer.writerow(["actual", "predicted"])
         for actual, row in enumerate(result.confusion):

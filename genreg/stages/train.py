@@ -1,10 +1,13 @@
 """Train stage: prepared data + config in; checkpoints, curves and a summary out.
 
 Layout of `out_dir`:
-    checkpoints/last.npz   run checkpoint (resume state), every `train.checkpoint_every`
+    checkpoints/last.npz   run checkpoint (resume state),
+                           every `train.checkpoint_every`
     checkpoints/best.npz   best genome by validation accuracy (genome file)
-    metrics.csv            one row per generation (trust, fitness, training accuracy, time)
-    val_curve.csv          one row per validation (generation, val_accuracy, best so far)
+    metrics.csv            one row per generation
+                           (trust, fitness, training accuracy, time)
+    val_curve.csv          one row per validation
+                           (generation, val_accuracy, best so far)
     summary.json           headline numbers (DVC metrics)
 """
 
@@ -12,13 +15,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from genreg.atomic import atomic_file, write_text_atomic
 from genreg.checkpoint import CheckpointError, Genome, load_run, save_genome, save_run
 from genreg.config import Config
 from genreg.datasets import Split, load_meta, load_prepared
@@ -47,7 +50,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device: 'cuda' asked for, but no CUDA device is available")
+        raise ValueError(
+            "train.device: 'cuda' asked for, but no CUDA device is available"
+        )
     return torch.device(name)
 
 
@@ -60,7 +65,10 @@ def train(
     overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
 ) -> TrainSummary:
-    """Evolve `cfg.strategy` on the prepared data in `data_dir`; write results to `out_dir`."""
+    """Evolve `cfg.strategy` on the prepared data in `data_dir`.
+
+    Results are written to `out_dir`.
+    """
     last_path = out_dir / "checkpoints" / "last.npz"
     if last_path.exists() and not (resume or overwrite):
         raise CheckpointError(
@@ -80,7 +88,10 @@ def train(
         _check_resumable(last_path, saved, cfg)
     else:
         genomes = task.model.init(
-            cfg.strategy.population_size, rngs["init"], cfg.model.init_weight, cfg.model.init_bias
+            cfg.strategy.population_size,
+            rngs["init"],
+            cfg.model.init_weight,
+            cfg.model.init_bias,
         )
         state = RunState(strategy.init(genomes, rngs["init"]), rngs)
 
@@ -110,7 +121,9 @@ def _make_task(
         raise ValueError("data.val_size: the prepared data has no validation split")
     val_n = min(cfg.train.val_images, len(val_split.labels))
     image_shape = train_split.images.shape[1:]
-    model = BatchedMLP(int(image_shape[0] * image_shape[1]), cfg.model.hidden, num_classes)
+    model = BatchedMLP(
+        int(image_shape[0] * image_shape[1]), cfg.model.hidden, num_classes
+    )
     return ClassificationTask(
         model=model,
         train_x=to_inputs(train_split.images, device),
@@ -125,12 +138,17 @@ def _check_resumable(path: Path, saved: dict, cfg: Config) -> None:
     current = cfg.to_dict()
     for section in (saved, current):
         section["train"] = {
-            k: v for k, v in section["train"].items() if k not in ("num_generations", "device")
+            k: v
+            for k, v in section["train"].items()
+            if k not in ("num_generations", "device")
         }
     if saved != current:
-        changed = sorted(k for k, v in Config().flat().items() if _get(saved, k) != _get(current, k))
+        changed = sorted(
+            k for k, v in Config().flat().items() if _get(saved, k) != _get(current, k)
+        )
         raise CheckpointError(
-            f"{path}: was saved with other params ({', '.join(changed) or 'see config'}); "
+            f"{path}: was saved with other params "
+            f"({', '.join(changed) or 'see config'}); "
             "resume with the same params.yaml or pass --overwrite"
         )
 
@@ -159,7 +177,10 @@ def _write_outputs(
             "config": cfg.to_dict(),
         }
         weights = state.best_genome.cpu().numpy()
-        save_genome(out_dir / "checkpoints" / "best.npz", Genome(weights, model, class_names, meta))
+        save_genome(
+            out_dir / "checkpoints" / "best.npz",
+            Genome(weights, model, class_names, meta),
+        )
     _write_curves(out_dir, state.history)
     seconds = sum(row["seconds_per_generation"] for row in state.history)
     done = max(state.generation, 1)
@@ -175,13 +196,18 @@ def _write_outputs(
         device=str(device),
         num_params=model.num_params,
     )
-    _write_text_atomic(out_dir / "summary.json", json.dumps(asdict(summary), indent=2) + "\n")
+    write_text_atomic(
+        out_dir / "summary.json", json.dumps(asdict(summary), indent=2) + "\n"
+    )
     return summary
 
 
 def _write_curves(out_dir: Path, history: list[dict[str, float]]) -> None:
     per_gen = [k for k in history[0] if k not in VAL_COLUMNS] if history else []
-    rows = [{"generation": g, **{k: r.get(k) for k in per_gen}} for g, r in enumerate(history)]
+    rows = [
+        {"generation": g, **{k: r.get(k) for k in per_gen}}
+        for g, r in enumerate(history)
+    ]
     _write_csv(out_dir / "metrics.csv", ["generation", *per_gen], rows)
     val_rows = [
         {"generation": g, **{k: r[k] for k in VAL_COLUMNS[1:]}}
@@ -192,15 +218,7 @@ def _write_curves(out_dir: Path, history: list[dict[str, float]]) -> None:
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with atomic_file(path, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

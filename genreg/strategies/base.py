@@ -24,7 +24,7 @@ class Strategy(Protocol[S]):
     state_class: ClassVar[type]
 
     def init(self, genomes: Tensor, rng: torch.Generator) -> S:
-        """State from initial genomes [P, D] (a distribution strategy uses their mean)."""
+        """State from initial genomes [P, D] (a distribution strategy uses the mean)."""
         ...
 
     def ask(self, state: S, rng: torch.Generator) -> tuple[Tensor, S]:
@@ -34,27 +34,31 @@ class Strategy(Protocol[S]):
     def tell(
         self, state: S, genomes: Tensor, fitness: Tensor
     ) -> tuple[S, dict[str, float]]:
-        """Update on fitness [P] of `genomes`; returns the new state and scalar metrics."""
+        """Update on fitness [P] of `genomes`; return new state and scalar metrics."""
         ...
 
     def best(self, state: S) -> Tensor:
-        """The genome [D] the strategy currently rates best (candidate for validation)."""
+        """The genome [D] the strategy now rates best (candidate for validation)."""
         ...
 
 
 def state_arrays(state: Any) -> dict[str, Tensor]:
-    """A state dataclass as a dict of tensors (scalars as 0-d tensors), for checkpoints."""
+    """A state dataclass as a dict of tensors (scalars as 0-d), for checkpoints."""
     out = {}
     for f in dataclasses.fields(state):
         value = getattr(state, f.name)
-        out[f.name] = value if isinstance(value, Tensor) else torch.tensor(value)
+        if isinstance(value, Tensor):
+            out[f.name] = value
+        else:  # float64 so a Python float comes back unchanged
+            dtype = torch.float64 if isinstance(value, float) else None
+            out[f.name] = torch.tensor(value, dtype=dtype)
     return out
 
 
 def state_from_arrays(
     cls: type[S], arrays: dict[str, Tensor], device: torch.device
 ) -> S:
-    """Inverse of `state_arrays`: 0-d tensors become Python numbers of the field's type."""
+    """Inverse of `state_arrays`: 0-d tensors become numbers of the field's type."""
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name not in arrays:
@@ -67,7 +71,10 @@ def state_from_arrays(
 def make_strategy(
     cfg: StrategyConfig, num_params: int, images_per_generation: int
 ) -> Strategy:
-    """The strategy named by `cfg.name`; each takes (config, num_params, images_per_generation)."""
+    """The strategy named by `cfg.name`.
+
+    Each takes (config, num_params, images_per_generation).
+    """
     from genreg.strategies import STRATEGIES
 
     return STRATEGIES[cfg.name](cfg, num_params, images_per_generation)

@@ -1,10 +1,12 @@
 """GENREG trust-based genetic algorithm, as published (DESIGN §1).
 
-Each genome's trust decays and accumulates its generation score; the top fraction by trust
-become parents, drawn in proportion to trust; children are mutated copies (optionally
-uniform crossovers of two parents) that inherit a share of their parent's trust.
+Each genome's trust decays and accumulates its generation score; the top fraction by
+trust become parents, drawn in proportion to trust; children are mutated copies
+(optionally uniform crossovers of two parents) that inherit a share of their parent's
+trust.
 
-[1] AsyncVibes, "GENREG: 81.47% on MNIST by trust-based evolution" (shared/seeds/000_*.txt)
+[1] AsyncVibes, "GENREG: 81.47% on MNIST by trust-based evolution"
+    (shared/seeds/000_*.txt)
 """
 
 from __future__ import annotations
@@ -54,13 +56,15 @@ def select_parents(
 
 
 def crossover(mothers: Tensor, fathers: Tensor, rng: torch.Generator) -> Tensor:
-    """Uniform crossover: each weight from either parent with probability 1/2, [N, D]."""
+    """Uniform crossover: each weight from either parent with probability 1/2 [N, D]."""
     take_father = torch.rand(mothers.shape, generator=rng, device=mothers.device) < 0.5
     return torch.where(take_father, fathers, mothers)
 
 
 def mutate_(genomes: Tensor, prob: float, scale: float, rng: torch.Generator) -> Tensor:
-    """Add N(0, scale) to each weight of `genomes` [N, D] with probability `prob`, in place.
+    """Add N(0, scale) to each weight of `genomes` [N, D] with probability `prob`.
+
+    In place.
 
     Only the positions that mutate are drawn: Poisson(-N*D*ln(1-prob)) uniform hits, so
     each weight is hit at least once with probability exactly `prob`; a hit weight gets

@@ -9,8 +9,9 @@ analyze.min_dist, seed.
 --compare A.npz B.npz ... embeds several genomes (e.g. 32 and 64 hidden) on the same
 test images and writes one side-by-side OUT/umap_compare.png.
 
-UMAP compiles with numba on first use (~40 s); the compiled code is cached in
-.cache/numba (or $NUMBA_CACHE_DIR) so only the first run pays for it.
+UMAP compiles with numba. What numba can cache (pynndescent, compiled at import) is
+kept in .cache/numba (or $NUMBA_CACHE_DIR), so only the first run pays for it; umap's
+own layout functions still compile once per process (tens of seconds).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Prepare a dataset: load and check the raw data, carve a seeded validation split,
-and write train/val/test arrays (uint8 images + labels, one .npz per split) and meta.json.
+and write train/val/test arrays (uint8 images + labels, one .npz per split) and
+meta.json.
 
 MNIST and Fashion-MNIST come from a folder of IDX files (data.source_dir, or the
 GENREG_DATA_DIR environment variable), or are downloaded by torchvision with --download.
@@ -19,13 +20,22 @@ HELP = "load, check and split a dataset into prepared arrays"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("data/prepared"), help="output folder")
     parser.add_argument(
-        "--download", action="store_true", help="download with torchvision if not found locally"
+        "--out", type=Path, default=Path("data/prepared"), help="output folder"
     )
-    parser.add_argument("--source", type=Path, help="folder of IDX files (overrides params)")
     parser.add_argument(
-        "--raw-dir", type=Path, default=Path("data/raw"), help="where downloads are kept"
+        "--download",
+        action="store_true",
+        help="download with torchvision if not found locally",
+    )
+    parser.add_argument(
+        "--source", type=Path, help="folder of IDX files (overrides params)"
+    )
+    parser.add_argument(
+        "--raw-dir",
+        type=Path,
+        default=Path("data/raw"),
+        help="where downloads are kept",
     )
 
 

@@ -152,7 +152,11 @@ def _cumulative_seconds(run_dir: Path) -> list[float]:
 
 
 def grid_specs(
-    name: str, data_dir: Path, generations: int, values: Sequence[Any] | None = None
+    name: str,
+    data_dir: Path,
+    generations: int,
+    values: Sequence[Any] | None = None,
+    base: Mapping[str, Any] = BASE,
 ) -> list[RunSpec]:
     """The runs of a one-key sweep from SWEEPS (values override its defaults)."""
     key, defaults = SWEEPS[name]
@@ -161,6 +165,7 @@ def grid_specs(
             f"{key.split('.')[-1]}={v}",
             data_dir,
             {key: v, "train.num_generations": generations},
+            base,
         )
         for v in (values if values is not None else defaults)
     ]
@@ -204,7 +209,11 @@ def prepare_alphabet(out_dir: Path, renders: int, augment: bool) -> Path:
 
 
 def alphabet_specs(
-    prep_root: Path, generations: int, renders: int, hidden: int = 64
+    prep_root: Path,
+    generations: int,
+    renders: int,
+    hidden: int = 64,
+    base: Mapping[str, Any] = BASE,
 ) -> list[RunSpec]:
     """Trust GA on A-Z, unseen test fonts: trained on plain, then augmented renders."""
     plain = prepare_alphabet(prep_root / "alphabet_plain", 1, augment=False)
@@ -217,8 +226,8 @@ def alphabet_specs(
         "train.num_generations": generations,
     }
     return [
-        RunSpec("plain", plain, overrides, plain_test_dir=plain),
-        RunSpec("augmented", augmented, overrides, plain_test_dir=plain),
+        RunSpec("plain", plain, overrides, base, plain_test_dir=plain),
+        RunSpec("augmented", augmented, overrides, base, plain_test_dir=plain),
     ]
 
 
@@ -230,18 +239,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--gens", type=int, default=300)
     parser.add_argument("--budget", type=float, default=120.0, help="es_vs_ga seconds")
     parser.add_argument("--renders", type=int, default=5, help="alphabet renders/font")
+    parser.add_argument("--preset", default="genreg-paper", help="base preset")
     parser.add_argument("--out", type=Path, default=Path("experiments"))
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
-    out = args.out / args.sweep
+    base = {**BASE, "preset": args.preset}
+    name = (
+        args.sweep if args.preset == "genreg-paper" else f"{args.sweep}_{args.preset}"
+    )
+    out = args.out / name
     if args.sweep == "es_vs_ga":
         specs = equal_time_specs(args.data, out, args.budget)
     elif args.sweep == "alphabet":
-        specs = alphabet_specs(args.out / "data", args.gens, args.renders)
+        specs = alphabet_specs(args.out / "data", args.gens, args.renders, base=base)
     else:
-        specs = grid_specs(args.sweep, args.data, args.gens)
-    png = args.docs / f"exp_{args.sweep}.png"
-    run_sweep(args.sweep, specs, out, png, by_seconds=args.sweep == "es_vs_ga")
+        specs = grid_specs(args.sweep, args.data, args.gens, base=base)
+    png = args.docs / f"exp_{name}.png"
+    run_sweep(name, specs, out, png, by_seconds=args.sweep == "es_vs_ga")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,21 @@ class Strategy(Protocol[S]):
         ...
 
 
+class StrategyBase:
+    """The constructor every strategy shares: config, genome length, batch size."""
+
+    mirrored: ClassVar[bool] = False  # samples come in +/- noise pairs
+
+    def __init__(
+        self, config: StrategyConfig, num_params: int, images_per_generation: int = 1
+    ) -> None:
+        if self.mirrored and config.population_size % 2:
+            raise ValueError("strategy.population_size must be even (mirrored pairs)")
+        self.config = config
+        self.num_params = num_params
+        self.images_per_generation = images_per_generation
+
+
 def state_arrays(state: Any) -> dict[str, Tensor]:
     """A state dataclass as a dict of tensors (scalars as 0-d), for checkpoints."""
     out = {}

@@ -16,10 +16,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from genreg.config import StrategyConfig
 from genreg.noise import draw_seed, mirrored_population
 from genreg.optim import optimizer_step
 from genreg.shaping import centered_ranks, normalized
+from genreg.strategies.base import StrategyBase
 
 
 @dataclass
@@ -36,19 +36,11 @@ def initial_center(genomes: Tensor, scale: float) -> Tensor:
     return genomes[0].detach().clone() * scale
 
 
-class OpenES:
+class OpenES(StrategyBase):
     """Isotropic Gaussian ES; the learning rate and sigma come from `StrategyConfig`."""
 
+    mirrored: ClassVar[bool] = True
     state_class: ClassVar[type] = OpenESState
-
-    def __init__(
-        self, config: StrategyConfig, num_params: int, images_per_generation: int = 1
-    ) -> None:
-        if config.population_size % 2:
-            raise ValueError("strategy.population_size must be even (mirrored pairs)")
-        self.config = config
-        self.num_params = num_params
-        self.images_per_generation = images_per_generation
 
     def init(self, genomes: Tensor, rng: torch.Generator) -> OpenESState:
         center = initial_center(genomes, self.config.center_init_scale)

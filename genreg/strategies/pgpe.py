@@ -17,10 +17,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from genreg.config import StrategyConfig
 from genreg.noise import draw_seed, mirrored_population
 from genreg.optim import optimizer_step
 from genreg.shaping import centered_ranks, normalized
+from genreg.strategies.base import StrategyBase
 from genreg.strategies.open_es import initial_center
 
 
@@ -34,19 +34,11 @@ class PGPEState:
     generation: int = 0
 
 
-class PGPE:
+class PGPE(StrategyBase):
     """PGPE with symmetric sampling; knobs from `StrategyConfig`."""
 
+    mirrored: ClassVar[bool] = True
     state_class: ClassVar[type] = PGPEState
-
-    def __init__(
-        self, config: StrategyConfig, num_params: int, images_per_generation: int = 1
-    ) -> None:
-        if config.population_size % 2:
-            raise ValueError("strategy.population_size must be even (mirrored pairs)")
-        self.config = config
-        self.num_params = num_params
-        self.images_per_generation = images_per_generation
 
     def init(self, genomes: Tensor, rng: torch.Generator) -> PGPEState:
         center = initial_center(genomes, self.config.center_init_scale)

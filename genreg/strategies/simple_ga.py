@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from genreg.config import StrategyConfig
+from genreg.strategies.base import StrategyBase
 from genreg.strategies.trust_ga import mutate_
 
 
@@ -28,17 +28,10 @@ class SimpleGAState:
     generation: int = 0
 
 
-class SimpleGA:
+class SimpleGA(StrategyBase):
     """Truncation-selection GA; knobs from `StrategyConfig`."""
 
     state_class: ClassVar[type] = SimpleGAState
-
-    def __init__(
-        self, config: StrategyConfig, num_params: int, images_per_generation: int = 1
-    ) -> None:
-        self.config = config
-        self.num_params = num_params
-        self.images_per_generation = images_per_generation
 
     def init(self, genomes: Tensor, rng: torch.Generator) -> SimpleGAState:
         genomes = genomes * self.config.center_init_scale

@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from genreg.config import StrategyConfig
+from genreg.strategies.base import StrategyBase
 
 
 @dataclass
@@ -87,17 +87,10 @@ def mutate_(genomes: Tensor, prob: float, scale: float, rng: torch.Generator) ->
     return genomes
 
 
-class TrustGA:
+class TrustGA(StrategyBase):
     """GENREG's trust GA; every constant comes from `StrategyConfig`."""
 
     state_class: ClassVar[type] = TrustGAState
-
-    def __init__(
-        self, config: StrategyConfig, num_params: int, images_per_generation: int = 1
-    ) -> None:
-        self.config = config
-        self.num_params = num_params
-        self.images_per_generation = images_per_generation
 
     def init(self, genomes: Tensor, rng: torch.Generator) -> TrustGAState:
         trust = torch.zeros(len(genomes), device=genomes.device)

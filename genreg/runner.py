@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from genreg.strategies.base import Strategy
-from genreg.task import ClassificationTask, FitnessFn, accuracy
+from genreg.task import ClassificationTask, FitnessFn
 
 RNG_STREAMS = ("init", "batch", "strategy", "predict")
 
@@ -104,7 +104,7 @@ def _validate(
     strategy: Strategy, task: ClassificationTask, state: RunState, gen: int
 ) -> dict[str, float]:
     candidate = strategy.best(state.strategy_state)
-    val = accuracy(task.model, candidate, task.val_x, task.val_y).item()
+    val = task.val_accuracy(candidate).item()
     if val > state.best_val_accuracy:
         state.best_val_accuracy = val
         state.best_genome = candidate.detach().clone()

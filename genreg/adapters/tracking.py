@@ -32,7 +32,7 @@ from genreg.checkpoint import CheckpointError
 from genreg.config import Config, flatten
 from genreg.datasets import load_meta
 from genreg.runner import Callback
-from genreg.stages.train import TrainSummary, resolve_device, train
+from genreg.stages.train import RESUMABLE_CHANGES, TrainSummary, resolve_device, train
 
 RUN_ID_FILE = "mlflow_run_id"
 MAX_PARAMS = 100  # MLflow's log_batch limit per call
@@ -256,7 +256,6 @@ def genome_matches_run(run_id: str, genome_path: Path, uri: str) -> bool:
     if not isinstance(config, dict):
         return False
     logged = connect(uri).get_run(run_id).data.params
-    ignore = ("train.num_generations", "train.device")  # may change on --resume
-    shared = [k for k in flatten(config) if k in logged and k not in ignore]
     flat = flatten(config)
+    shared = [k for k in flat if k in logged and k not in RESUMABLE_CHANGES]
     return "seed" in shared and all(logged[k] == str(flat[k]) for k in shared)

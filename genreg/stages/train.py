@@ -23,13 +23,15 @@ import torch
 
 from genreg.atomic import atomic_file, write_text_atomic
 from genreg.checkpoint import CheckpointError, Genome, load_run, save_genome, save_run
-from genreg.config import Config
+from genreg.config import Config, flatten
 from genreg.datasets import Split, load_meta, load_prepared
 from genreg.model import BatchedMLP
 from genreg.runner import Callback, RunState, make_rngs, run
 from genreg.strategies import make_strategy
 from genreg.task import ClassificationTask, make_fitness_fn, to_inputs
 
+# params a resumed run may change: a longer run, another device
+RESUMABLE_CHANGES = ("train.num_generations", "train.device")
 VAL_COLUMNS = ("generation", "val_accuracy", "best_val_accuracy")
 
 
@@ -135,30 +137,17 @@ def _make_task(
 
 
 def _check_resumable(path: Path, saved: dict, cfg: Config) -> None:
-    current = cfg.to_dict()
-    for section in (saved, current):
-        section["train"] = {
-            k: v
-            for k, v in section["train"].items()
-            if k not in ("num_generations", "device")
-        }
-    if saved != current:
-        changed = sorted(
-            k for k, v in Config().flat().items() if _get(saved, k) != _get(current, k)
-        )
+    old, new = flatten(saved), cfg.flat()
+    changed = sorted(
+        k
+        for k in old.keys() | new.keys()
+        if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
+    )
+    if changed:
         raise CheckpointError(
-            f"{path}: was saved with other params "
-            f"({', '.join(changed) or 'see config'}); "
+            f"{path}: was saved with other params ({', '.join(changed)}); "
             "resume with the same params.yaml or pass --overwrite"
         )
-
-
-def _get(nested: dict, dotted: str) -> object:
-    for part in dotted.split("."):
-        if not isinstance(nested, dict) or part not in nested:
-            return None
-        nested = nested[part]
-    return nested
 
 
 def _write_outputs(

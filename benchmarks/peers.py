@@ -113,7 +113,10 @@ def run_genreg(task: ClassificationTask, cfg: Config, budget: float) -> Curve:
     rngs = make_rngs(cfg.seed)
     model = task.model
     strategy = make_strategy(
-        cfg.strategy, model.num_params, cfg.train.images_per_class * model.num_outputs
+        cfg.strategy,
+        model.num_params,
+        cfg.train.images_per_class * model.num_outputs,
+        model,
     )
     genomes = model.init(
         cfg.strategy.population_size,
@@ -227,6 +230,7 @@ def compare(
     budgets: Sequence[float],
     overrides: Sequence[str] = (),
     optimizers: Sequence[str] = ("clipup",),
+    peer_popsize: int = 400,
 ) -> list[dict[str, object]]:
     """Run the `fast` preset and EvoTorch for max(budgets) seconds each: the table."""
     params = {"preset": "fast", **unflatten(dict(parse_override(o) for o in overrides))}
@@ -235,7 +239,7 @@ def compare(
     budget = max(budgets)
     curves = [run_genreg(task, cfg, budget)]
     for optimizer in optimizers:
-        curve = run_evotorch(task, cfg, budget, optimizer, cfg.strategy.population_size)
+        curve = run_evotorch(task, cfg, budget, optimizer, peer_popsize)
         if curve is not None:
             curves.append(curve)
     return table(curves, budgets, task.model, test_x, test_y)
@@ -270,9 +274,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("-S", "--set", action="append", default=[], help="key=value")
     parser.add_argument("--optimizer", action="append", choices=["clipup", "adam"])
+    parser.add_argument(
+        "--peer-popsize", type=int, default=400, help="EvoTorch's population"
+    )
     args = parser.parse_args(argv)
     rows = compare(
-        args.data, args.budget or [60.0, 180.0], args.set, args.optimizer or ["clipup"]
+        args.data,
+        args.budget or [60.0, 180.0],
+        args.set,
+        args.optimizer or ["clipup"],
+        args.peer_popsize,
     )
     print(format_table(rows))
 

@@ -67,7 +67,9 @@ def generation_seconds(
         labels[:10],
         images_per_class,
     )
-    strategy = make_strategy(cfg.strategy, model.num_params, images_per_class * 10)
+    strategy = make_strategy(
+        cfg.strategy, model.num_params, images_per_class * 10, model
+    )
     rngs = make_rngs(0)
     state = RunState(
         strategy.init(model.init(population, rngs["init"]), rngs["init"]), rngs

@@ -22,7 +22,7 @@ from genreg.model import BatchedMLP
 from genreg.runner import RunState
 from genreg.strategies.base import state_arrays, state_from_arrays
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: best_val_accuracy became best_val_score
 
 
 class CheckpointError(ValueError):
@@ -69,7 +69,7 @@ def save_run(path: Path, state: RunState, config: Mapping[str, Any]) -> None:
         "format_version": np.array(FORMAT_VERSION),
         "config_json": _text(json.dumps(config, sort_keys=True)),
         "generation": np.array(state.generation),
-        "best_val_accuracy": np.array(state.best_val_accuracy),
+        "best_val_score": np.array(state.best_val_score),
         "best_generation": np.array(state.best_generation),
         "history_json": _text(json.dumps(state.history)),
     }
@@ -111,7 +111,7 @@ def load_run(
             rngs=rngs,
             generation=int(arrays["generation"]),
             best_genome=None if best is None else torch.from_numpy(best).to(device),
-            best_val_accuracy=float(arrays["best_val_accuracy"]),
+            best_val_score=float(arrays["best_val_score"]),
             best_generation=int(arrays["best_generation"]),
             history=json.loads(_untext(arrays["history_json"])),
         )

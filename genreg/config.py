@@ -58,7 +58,7 @@ class ModelConfig:
 class StrategyConfig:
     """The strategy's name and every knob; each strategy reads the knobs it uses."""
 
-    name: Literal["trust_ga", "open_es", "pgpe", "simple_ga"] = "trust_ga"
+    name: Literal["trust_ga", "open_es", "lowrank_es", "pgpe", "simple_ga"] = "trust_ga"
     population_size: int = 200
     fitness: Literal["trust_reward", "accuracy", "neg_cross_entropy"] = "trust_reward"
     # trust GA (DESIGN §1); the first published value of each
@@ -91,6 +91,8 @@ class StrategyConfig:
     learning_rate_decay: float = 1.0
     # OpenES/PGPE noise: 0 = fresh normals each generation, else slices of a fixed table
     noise_table_size: int = 0
+    # lowrank_es: rank of each member's first-layer noise A B^T
+    noise_rank: int = 1
     # fitness shaping of OpenES and PGPE (the GAs only use the order of fitness)
     shaping: Literal["centered_ranks", "normalized"] = "centered_ranks"
 
@@ -165,17 +167,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     # fastest to 90% validation accuracy on a 2-core CPU (benchmarks/strategies.py)
     "fast": {
         "strategy": {
-            "name": "open_es",
-            "population_size": 400,
+            "name": "lowrank_es",
+            "population_size": 1000,
+            "noise_rank": 1,
             "fitness": "neg_cross_entropy",
             "stdev_init": 0.02,
             "center_learning_rate": 0.01,
-            "learning_rate_decay": 0.998,
+            "learning_rate_decay": 0.999,
             "center_init_scale": 0.1,
             "shaping": "normalized",
             "optimizer": "adam",
         },
-        "train": {"images_per_class": 10, "num_generations": 1500, "eval_every": 10},
+        "train": {"images_per_class": 10, "num_generations": 3000, "eval_every": 10},
     },
 }
 
@@ -350,6 +353,7 @@ _RANGES: list[tuple[str, float, float, bool, bool]] = [
     ("strategy.center_init_scale", 0, float("inf"), True, True),
     ("strategy.learning_rate_decay", 0, 1, False, True),
     ("strategy.noise_table_size", 0, 2**31, True, True),
+    ("strategy.noise_rank", 1, 4096, True, True),
     ("train.num_generations", 1, float("inf"), True, True),
     ("train.images_per_class", 1, float("inf"), True, True),
     ("train.eval_every", 1, float("inf"), True, True),
@@ -378,7 +382,7 @@ def _check_ranges(cfg: Config) -> None:
         raise ConfigError(
             f"strategy.elitism: {elitism} must be below population_size ({pop})"
         )
-    if cfg.strategy.name in ("open_es", "pgpe") and pop % 2:
+    if cfg.strategy.name in ("open_es", "lowrank_es", "pgpe") and pop % 2:
         raise ConfigError(
             f"strategy.population_size: {pop} must be even for {cfg.strategy.name} "
             "(mirrored noise pairs)"

@@ -7,6 +7,7 @@ accuracy only.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genreg.strategies.base import Strategy
-from genreg.task import ClassificationTask, FitnessFn
+from genreg.strategies.base import Strategy, population_forward
+from genreg.task import FitnessFn, Task
 
 RNG_STREAMS = ("init", "batch", "strategy", "predict")
 
@@ -46,15 +47,15 @@ class RunState:
     strategy_state: Any
     rngs: dict[str, torch.Generator]
     generation: int = 0  # generations completed
-    best_genome: Tensor | None = None  # [D], by validation accuracy
-    best_val_accuracy: float = -1.0
+    best_genome: Tensor | None = None  # [D], by the task's validation score
+    best_val_score: float = -math.inf  # higher is better (accuracy, or -MSE)
     best_generation: int = -1
     history: list[dict[str, float]] = field(default_factory=list)
 
 
 def run(
     strategy: Strategy,
-    task: ClassificationTask,
+    task: Task,
     fitness_fn: FitnessFn,
     state: RunState,
     *,
@@ -85,28 +86,28 @@ def run(
 
 
 def step(
-    strategy: Strategy, task: ClassificationTask, fitness_fn: FitnessFn, state: RunState
+    strategy: Strategy, task: Task, fitness_fn: FitnessFn, state: RunState
 ) -> dict[str, float]:
     """One generation: ask, score on a fresh balanced batch, tell. Returns metrics."""
     rngs = state.rngs
     genomes, strategy_state = strategy.ask(state.strategy_state, rngs["strategy"])
-    x, y = task.sample_batch(rngs["batch"])
-    logits = task.model.forward(genomes, x)
-    fitness = fitness_fn(logits, y, rngs["predict"])
-    train_accuracy = (logits.argmax(-1) == y).float().mean(-1)
+    x, target = task.sample_batch(rngs["batch"])
+    outputs = population_forward(task.model, genomes, x)
+    fitness = fitness_fn(outputs, target, rngs["predict"])
     state.strategy_state, metrics = strategy.tell(strategy_state, genomes, fitness)
-    metrics["train_accuracy_best"] = train_accuracy.max().item()
-    metrics["train_accuracy_mean"] = train_accuracy.mean().item()
+    metrics.update(task.batch_metrics(outputs, target))
     return metrics
 
 
 def _validate(
-    strategy: Strategy, task: ClassificationTask, state: RunState, gen: int
+    strategy: Strategy, task: Task, state: RunState, gen: int
 ) -> dict[str, float]:
     candidate = strategy.best(state.strategy_state)
-    val = task.val_accuracy(candidate).item()
-    if val > state.best_val_accuracy:
-        state.best_val_accuracy = val
+    value = task.validate(candidate)
+    sign = 1.0 if task.higher_is_better else -1.0
+    if sign * value > state.best_val_score:
+        state.best_val_score = sign * value
         state.best_genome = candidate.detach().clone()
         state.best_generation = gen
-    return {"val_accuracy": val, "best_val_accuracy": state.best_val_accuracy}
+    name = task.val_metric
+    return {name: value, f"best_{name}": sign * state.best_val_score}

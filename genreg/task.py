@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -19,6 +20,26 @@ from genreg.config import StrategyConfig
 from genreg.model import BatchedMLP
 
 FitnessFn = Callable[[Tensor, Tensor, torch.Generator], Tensor]
+
+
+class Task(Protocol):
+    """What the runner needs: a model, a batch sampler, batch metrics, validation."""
+
+    model: Any  # has forward(genomes [P, D], x [B, I]) -> outputs [P, B, ...]
+    val_metric: str  # history key of `validate`, e.g. "val_accuracy"
+    higher_is_better: bool  # of `validate`; the run keeps the best genome by it
+
+    def sample_batch(self, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Inputs x [B, I] and targets for one generation."""
+        ...
+
+    def batch_metrics(self, outputs: Tensor, target: Tensor) -> dict[str, float]:
+        """Scalar metrics of the population's outputs [P, B, ...] on the batch."""
+        ...
+
+    def validate(self, genome: Tensor) -> float:
+        """The validation metric of one genome [D]."""
+        ...
 
 
 def to_inputs(images: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
@@ -40,6 +61,8 @@ class ClassificationTask:
     val_x: Tensor  # [V, I]
     val_y: Tensor  # [V]
     images_per_class: int
+    val_metric = "val_accuracy"
+    higher_is_better = True
 
     def __post_init__(self) -> None:
         labels = self.train_y.cpu()
@@ -67,6 +90,16 @@ class ClassificationTask:
     def val_accuracy(self, genomes: Tensor, chunk: int = 2500) -> Tensor:
         """Argmax accuracy [K] of genomes [K, D] on the validation set."""
         return accuracy(self.model, genomes, self.val_x, self.val_y, chunk)
+
+    def validate(self, genome: Tensor) -> float:
+        return self.val_accuracy(genome).item()
+
+    def batch_metrics(self, outputs: Tensor, target: Tensor) -> dict[str, float]:
+        train_accuracy = (outputs.argmax(-1) == target).float().mean(-1)
+        return {
+            "train_accuracy_best": train_accuracy.max().item(),
+            "train_accuracy_mean": train_accuracy.mean().item(),
+        }
 
 
 def accuracy(

@@ -11,15 +11,25 @@ import pytest
 import torch
 
 from genreg.config import PRESETS, StrategyConfig, build_config
+from genreg.model import BatchedMLP
 from genreg.noise import mirrored_population, noise_table
 from genreg.optim import adam_step, clipup_step
 from genreg.shaping import centered_ranks
 from genreg.strategies import STRATEGIES, make_strategy
-from genreg.strategies.base import state_arrays, state_from_arrays
-from genreg.strategies.open_es import replay
+from genreg.strategies.base import Population, state_arrays, state_from_arrays
+from genreg.strategies.lowrank_es import LowRankPopulation
+from genreg.strategies.open_es import OpenES, replay
 
 DIM, POP = 40, 20
+TOY_MODEL = BatchedMLP(11, 3, 1)  # 40 weights: lowrank_es needs the layer shapes
 TARGET = torch.linspace(-1.0, 1.0, DIM)
+
+
+def members(population: Population) -> torch.Tensor:
+    """Dense genomes [P, D] of a population, structured or not."""
+    if isinstance(population, torch.Tensor):
+        return population
+    return population.dense()
 
 
 def toy_config(name: str) -> StrategyConfig:
@@ -39,11 +49,11 @@ def toy_config(name: str) -> StrategyConfig:
 
 def quadratic(genomes: torch.Tensor) -> torch.Tensor:
     """Higher is better, best at TARGET: -||g - TARGET||^2 per genome [P]."""
-    return -((genomes - TARGET) ** 2).sum(-1)
+    return -((members(genomes) - TARGET) ** 2).sum(-1)
 
 
 def start(name: str, seed: int = 0):
-    strategy = make_strategy(toy_config(name), DIM, 1)
+    strategy = make_strategy(toy_config(name), DIM, 1, TOY_MODEL)
     rng = torch.Generator().manual_seed(seed)
     initial = torch.rand(POP, DIM, generator=rng) - 0.5
     return strategy, strategy.init(initial, rng), rng
@@ -69,10 +79,11 @@ def test_same_seed_same_genomes(name: str) -> None:
         for _ in range(3):
             genomes, state = strategy.ask(state, rng)
             state, _ = strategy.tell(state, genomes, quadratic(genomes))
-        runs.append(strategy.ask(state, rng)[0])
+        runs.append(members(strategy.ask(state, rng)[0]))
     assert torch.equal(runs[0], runs[1])
     other = start(name, seed=8)
-    assert not torch.equal(runs[0][-1], other[0].ask(other[1], other[2])[0][-1])
+    other_genomes = members(other[0].ask(other[1], other[2])[0])
+    assert not torch.equal(runs[0][-1], other_genomes[-1])
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -89,13 +100,16 @@ def test_state_round_trips_through_arrays(name: str) -> None:
         assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
     rng_copy = torch.Generator().manual_seed(0)
     rng_copy.set_state(rng.get_state())
-    assert torch.equal(strategy.ask(state, rng)[0], strategy.ask(restored, rng_copy)[0])
+    assert torch.equal(
+        members(strategy.ask(state, rng)[0]),
+        members(strategy.ask(restored, rng_copy)[0]),
+    )
 
 
-@pytest.mark.parametrize("name", ["open_es", "pgpe"])
+@pytest.mark.parametrize("name", ["open_es", "lowrank_es", "pgpe"])
 def test_mirrored_pairs_straddle_the_center(name: str) -> None:
     strategy, state, rng = start(name)
-    genomes, _ = strategy.ask(state, rng)
+    genomes = members(strategy.ask(state, rng)[0])
     half = POP // 2
     torch.testing.assert_close(
         (genomes[:half] + genomes[half:]) / 2, state.center.expand(half, -1)
@@ -115,8 +129,9 @@ def test_noise_table_population_is_seeded_and_mirrored() -> None:
         mirrored_population(center, 0.5, seed=3, pop=6, table_size=DIM - 1)
 
 
-def test_open_es_replays_from_seeds_and_fitness() -> None:
-    strategy, state, rng = start("open_es")
+@pytest.mark.parametrize("name", ["open_es", "lowrank_es"])
+def test_es_replays_from_seeds_and_fitness(name: str) -> None:
+    strategy, state, rng = start(name)
     initial, seeds, fitness = state, [], []
     for _ in range(5):
         genomes, state = strategy.ask(state, rng)
@@ -126,6 +141,34 @@ def test_open_es_replays_from_seeds_and_fitness() -> None:
         fitness.append(fit)
     replayed = replay(strategy, initial, seeds, fitness)
     assert torch.equal(replayed.center, state.center)
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_lowrank_population_matches_its_dense_genomes(rank: int) -> None:
+    model = BatchedMLP(784, 16, 10)
+    cfg = StrategyConfig(
+        name="lowrank_es", population_size=6, noise_rank=rank, stdev_init=0.05
+    )
+    strategy = make_strategy(cfg, model.num_params, 1, model)
+    rng = torch.Generator().manual_seed(0)
+    state = strategy.init(model.init(2, rng), rng)
+    population, _ = strategy.ask(state, rng)
+    assert isinstance(population, LowRankPopulation) and len(population) == 6
+    dense = population.dense()
+    x = torch.rand(9, 784, generator=rng)
+    torch.testing.assert_close(population.forward(x), model.forward(dense, x))
+    weights = torch.randn(3, generator=rng)
+    torch.testing.assert_close(
+        strategy.gradient(population, weights),
+        OpenES.gradient(strategy, dense, weights),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_lowrank_es_needs_the_model() -> None:
+    with pytest.raises(ValueError, match="BatchedMLP"):
+        make_strategy(toy_config("lowrank_es"), DIM, 1)
 
 
 def test_pgpe_stdev_change_is_bounded() -> None:

@@ -83,7 +83,9 @@ def train(
     class_names = tuple(load_meta(data_dir)["class_names"])
     task = _make_task(cfg, load_prepared(data_dir), len(class_names), device)
     images_per_generation = cfg.train.images_per_class * task.model.num_outputs
-    strategy = make_strategy(cfg.strategy, task.model.num_params, images_per_generation)
+    strategy = make_strategy(
+        cfg.strategy, task.model.num_params, images_per_generation, task.model
+    )
     rngs = make_rngs(cfg.seed, device)
     if resume and last_path.exists():
         state, saved = load_run(last_path, strategy.state_class, rngs, device)
@@ -162,7 +164,7 @@ def _write_outputs(
     if state.best_genome is not None:
         meta = {
             "generation": state.best_generation,
-            "val_accuracy": state.best_val_accuracy,
+            "val_accuracy": state.best_val_score,
             "config": cfg.to_dict(),
         }
         weights = state.best_genome.cpu().numpy()
@@ -174,7 +176,7 @@ def _write_outputs(
     seconds = sum(row["seconds_per_generation"] for row in state.history)
     done = max(state.generation, 1)
     summary = TrainSummary(
-        best_val_accuracy=state.best_val_accuracy,
+        best_val_accuracy=state.best_val_score,
         best_generation=state.best_generation,
         num_generations=state.generation,
         wall_seconds=round(seconds, 3),

@@ -13,12 +13,37 @@ import torch
 from torch import Tensor
 
 from genreg.config import StrategyConfig
+from genreg.model import BatchedMLP
 
 S = TypeVar("S")
 
 
+class StructuredPopulation(Protocol):
+    """A population held in factored form (e.g. low-rank noise), never as [P, D]."""
+
+    def __len__(self) -> int: ...
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits [P, B, C] of every member on the shared images x [B, I]."""
+        ...
+
+
+Population = Tensor | StructuredPopulation
+
+
+def population_forward(model: BatchedMLP, population: Population, x: Tensor) -> Tensor:
+    """Logits [P, B, C]: dense genomes through `model`, others through their own."""
+    if isinstance(population, Tensor):
+        return model.forward(population, x)
+    return population.forward(x)
+
+
 class Strategy(Protocol[S]):
-    """Population-based optimiser over flat genomes [P, D]."""
+    """Population-based optimiser over flat genomes [P, D].
+
+    `ask` may return a `StructuredPopulation` instead of dense genomes; `tell` gets back
+    whatever `ask` gave.
+    """
 
     config: StrategyConfig
     state_class: ClassVar[type]
@@ -27,12 +52,12 @@ class Strategy(Protocol[S]):
         """State from initial genomes [P, D] (a distribution strategy uses the mean)."""
         ...
 
-    def ask(self, state: S, rng: torch.Generator) -> tuple[Tensor, S]:
-        """Genomes [P, D] to evaluate next."""
+    def ask(self, state: S, rng: torch.Generator) -> tuple[Population, S]:
+        """Genomes [P, D] (or a structured population) to evaluate next."""
         ...
 
     def tell(
-        self, state: S, genomes: Tensor, fitness: Tensor
+        self, state: S, genomes: Population, fitness: Tensor
     ) -> tuple[S, dict[str, float]]:
         """Update on fitness [P] of `genomes`; return new state and scalar metrics."""
         ...
@@ -43,18 +68,27 @@ class Strategy(Protocol[S]):
 
 
 class StrategyBase:
-    """The constructor every strategy shares: config, genome length, batch size."""
+    """The constructor every strategy shares: config, genome length, batch size.
+
+    `model`, when given, is the network whose genomes are evolved; only strategies
+    that exploit its layer shapes (lowrank_es) need it.
+    """
 
     mirrored: ClassVar[bool] = False  # samples come in +/- noise pairs
 
     def __init__(
-        self, config: StrategyConfig, num_params: int, images_per_generation: int = 1
+        self,
+        config: StrategyConfig,
+        num_params: int,
+        images_per_generation: int = 1,
+        model: BatchedMLP | None = None,
     ) -> None:
         if self.mirrored and config.population_size % 2:
             raise ValueError("strategy.population_size must be even (mirrored pairs)")
         self.config = config
         self.num_params = num_params
         self.images_per_generation = images_per_generation
+        self.model = model
 
 
 def state_arrays(state: Any) -> dict[str, Tensor]:
@@ -84,12 +118,15 @@ def state_from_arrays(
 
 
 def make_strategy(
-    cfg: StrategyConfig, num_params: int, images_per_generation: int
+    cfg: StrategyConfig,
+    num_params: int,
+    images_per_generation: int,
+    model: BatchedMLP | None = None,
 ) -> Strategy:
     """The strategy named by `cfg.name`.
 
-    Each takes (config, num_params, images_per_generation).
+    Each takes (config, num_params, images_per_generation, model).
     """
     from genreg.strategies import STRATEGIES
 
-    return STRATEGIES[cfg.name](cfg, num_params, images_per_generation)
+    return STRATEGIES[cfg.name](cfg, num_params, images_per_generation, model)

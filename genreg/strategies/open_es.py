@@ -68,16 +68,11 @@ class OpenES(StrategyBase):
         self, state: OpenESState, genomes: Tensor, fitness: Tensor
     ) -> tuple[OpenESState, dict[str, float]]:
         cfg = self.config
-        half = len(genomes) // 2
+        half = len(fitness) // 2
         shape = centered_ranks if cfg.shaping == "centered_ranks" else normalized
         utility = shape(fitness)
         weights = utility[:half] - utility[half:]
-        # (G+ - G-) = 2 sigma eps, so w @ G+ - w @ G- avoids a [P/2, D] temporary
-        row = weights[None]  # [1, P/2] @ [P/2, D]: a GEMM, much faster than vector @
-        diff = (row @ genomes[:half] - row @ genomes[half:])[0]
-        sigma = cfg.stdev_init
-        grad = diff / (2 * sigma**2 * len(genomes))
-        grad = grad - cfg.weight_decay * state.center
+        grad = self.gradient(genomes, weights) - cfg.weight_decay * state.center
         t = state.generation + 1
         step, m, v = optimizer_step(
             cfg.optimizer,
@@ -92,12 +87,20 @@ class OpenES(StrategyBase):
         metrics = {
             "fitness_max": fitness.max().item(),
             "fitness_mean": fitness.mean().item(),
-            "stdev_mean": sigma,
+            "stdev_mean": cfg.stdev_init,
             "center_norm": center.norm().item(),
             "grad_norm": grad.norm().item(),
             "step_norm": step.norm().item(),
         }
         return new, metrics
+
+    def gradient(self, genomes: Tensor, weights: Tensor) -> Tensor:
+        """Search gradient [D] from pair weights u(+eps_j) - u(-eps_j) [P/2]."""
+        half = len(weights)
+        # (G+ - G-) = 2 sigma eps, so w @ G+ - w @ G- avoids a [P/2, D] temporary
+        row = weights[None]  # [1, P/2] @ [P/2, D]: a GEMM, much faster than vector @
+        diff = (row @ genomes[:half] - row @ genomes[half:])[0]
+        return diff / (2 * self.config.stdev_init**2 * 2 * half)
 
     def best(self, state: OpenESState) -> Tensor:
         return state.center

@@ -1,0 +1,121 @@
+"""OpenAI-ES with low-rank noise on the first layer, evaluated without dense genomes.
+
+Member j < P/2 perturbs the 784 x H first-layer matrix by +sigma/sqrt(r) A_j B_j^T
+(A_j [I, r], B_j [H, r]) and member j + P/2 by minus that; the small rest of the
+genome (b1, W2, b2) gets dense mirrored noise. The population is never materialised:
+x @ (W + s A B^T) = x @ W + s (x @ A) B^T, so the 784 x H product is computed once for
+the center and each member pays only for rank-r products (EGGROLL's trick [1]). The
+search gradient sum_j w_j A_j B_j^T is still full rank: one [I, P r] @ [P r, H] GEMM.
+
+Everything else (centred ranks, Adam, weight decay, seeds in the state, `replay`) is
+OpenES's.
+
+[1] Sarkar et al., "Evolution Strategies at the Hyperscale", 2025 (EGGROLL).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from genreg.config import StrategyConfig
+from genreg.model import BatchedMLP
+from genreg.strategies.open_es import OpenES, OpenESState
+
+
+@dataclass(frozen=True)
+class LowRankPopulation:
+    """P mirrored members around `center`, held as their noise factors.
+
+    a [I, P/2 * r] and b [P/2 * r, H]: member j's first-layer factors are the columns
+    j*r..(j+1)*r of a and the rows j*r..(j+1)*r of b. rest [P/2, D - I*H]: dense noise
+    on b1, W2 and b2.
+    """
+
+    model: BatchedMLP
+    center: Tensor
+    sigma: float
+    rank: int
+    a: Tensor
+    b: Tensor
+    rest: Tensor
+
+    def __len__(self) -> int:
+        return 2 * len(self.rest)
+
+    def _split_rest(self, flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """b1 [.., H], W2 [.., H, C], b2 [.., C] views of the non-W1 part."""
+        h, c = self.model.hidden, self.model.num_outputs
+        lead = flat.shape[:-1]
+        return flat[..., :h], flat[..., h : h + h * c].view(*lead, h, c), flat[..., -c:]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits [P, B, C] of every member on the shared images x [B, I]."""
+        i, h = self.model.num_inputs, self.model.hidden
+        half, r = len(self.rest), self.rank
+        w1 = self.center[: i * h].view(i, h)
+        b1, w2, b2 = self._split_rest(self.center[i * h :])
+        nb1, nw2, nb2 = self._split_rest(self.rest)
+        base = torch.addmm(b1, x, w1)  # [B, H], once for all members
+        xa = (x @ self.a).view(len(x), half, r).transpose(0, 1)  # [P/2, B, r]
+        delta = torch.bmm(xa, self.b.view(half, r, h)).mul_(self.sigma / math.sqrt(r))
+        delta.add_(nb1.unsqueeze(1), alpha=self.sigma)  # [P/2, B, H]
+        hidden = torch.cat([base + delta, delta.neg_().add_(base)]).tanh_()
+        w2s = torch.cat([w2 + self.sigma * nw2, w2 - self.sigma * nw2])
+        b2s = torch.cat([b2 + self.sigma * nb2, b2 - self.sigma * nb2])
+        return torch.baddbmm(b2s.unsqueeze(1), hidden, w2s)
+
+    def dense(self) -> Tensor:
+        """The members as flat genomes [P, D] (for tests and inspection; large)."""
+        i, h = self.model.num_inputs, self.model.hidden
+        half, r = len(self.rest), self.rank
+        a = self.a.view(i, half, r)
+        b = self.b.view(half, r, h)
+        e1 = torch.einsum("ijr,jrh->jih", a, b).reshape(half, i * h) / math.sqrt(r)
+        eps = torch.cat([e1, self.rest], dim=1)
+        return torch.cat(
+            [self.center + self.sigma * eps, self.center - self.sigma * eps]
+        )
+
+
+class LowRankES(OpenES):
+    """OpenES whose first-layer noise has rank `strategy.noise_rank`."""
+
+    def __init__(
+        self,
+        config: StrategyConfig,
+        num_params: int,
+        images_per_generation: int = 1,
+        model: BatchedMLP | None = None,
+    ) -> None:
+        if model is None or model.num_params != num_params:
+            raise ValueError("lowrank_es needs the BatchedMLP whose genomes it evolves")
+        super().__init__(config, num_params, images_per_generation, model)
+        self.model: BatchedMLP = model
+
+    def ask_seeded(
+        self, state: OpenESState, seed: int
+    ) -> tuple[LowRankPopulation, OpenESState]:
+        cfg, model = self.config, self.model
+        half, r = cfg.population_size // 2, cfg.noise_rank
+        i, h = model.num_inputs, model.hidden
+        device = state.center.device
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed)
+        a = torch.randn(i, half * r, generator=gen, device=device)
+        b = torch.randn(half * r, h, generator=gen, device=device)
+        rest = torch.randn(half, self.num_params - i * h, generator=gen, device=device)
+        population = LowRankPopulation(
+            model, state.center, cfg.stdev_init, r, a, b, rest
+        )
+        return population, replace(state, noise_seed=seed)
+
+    def gradient(self, genomes: LowRankPopulation, weights: Tensor) -> Tensor:
+        pop, r = len(genomes), genomes.rank
+        scale = 1.0 / (self.config.stdev_init * pop)
+        g1 = (genomes.a * weights.repeat_interleave(r)) @ genomes.b
+        g_rest = weights[None] @ genomes.rest
+        return torch.cat([g1.flatten() / math.sqrt(r), g_rest[0]]) * scale

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from curves import read_curve  # noqa: E402
 
 from genreg.config import build_config, with_overrides  # noqa: E402
 from genreg.stages.evaluate import evaluate  # noqa: E402
@@ -122,15 +127,9 @@ def plot_curves(
     """Validation accuracy against generation (or search seconds), one line per run."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for run_dir in run_dirs:
-        with (run_dir / "val_curve.csv").open() as handle:
-            points = [
-                (int(r["generation"]), float(r["val_accuracy"]))
-                for r in csv.DictReader(handle)
-            ]
-        xs = _cumulative_seconds(run_dir) if by_seconds else None
-        if points:
-            gens, accs = zip(*points, strict=True)
-            ax.plot([xs[g] for g in gens] if xs else gens, accs, label=run_dir.name)
+        gens, secs, accs = read_curve(run_dir)
+        if gens:
+            ax.plot(secs if by_seconds else gens, accs, label=run_dir.name)
     xlabel = "search seconds" if by_seconds else "generation"
     ax.set(xlabel=xlabel, ylabel="validation accuracy", title=title)
     ax.grid(alpha=0.3)
@@ -139,16 +138,6 @@ def plot_curves(
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)
-
-
-def _cumulative_seconds(run_dir: Path) -> list[float]:
-    with (run_dir / "metrics.csv").open() as handle:
-        steps = [float(r["seconds_per_generation"]) for r in csv.DictReader(handle)]
-    total, out = 0.0, []
-    for step in steps:
-        total += step
-        out.append(total)
-    return out
 
 
 def grid_specs(
@@ -181,8 +170,8 @@ def seconds_per_generation(
 
 
 def equal_time_specs(data_dir: Path, out_dir: Path, budget: float) -> list[RunSpec]:
-    """Trust GA and the `fast` OpenES preset, each given ~`budget` seconds of search."""
-    bases = {"trust_ga": BASE, "open_es_fast": {**BASE, "preset": "fast"}}
+    """Trust GA and the `fast` preset (low-rank ES), each given ~`budget` seconds."""
+    bases = {"trust_ga": BASE, "es_fast": {**BASE, "preset": "fast"}}
     specs = []
     for label, base in bases.items():
         spg = seconds_per_generation(base, data_dir, out_dir / f"calibrate_{label}")

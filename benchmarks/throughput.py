@@ -3,7 +3,8 @@
 Prints genome-evaluations per second of both on the same population and images,
 their ratio, and the seconds per full generation (sample batch, forward, fitness, trust
 update, reproduction with mutation) of the genreg-paper preset: population 200, 200
-images, 64 hidden.
+images, 64 hidden; then one ES generation with dense noise (open_es) against low-rank
+noise (lowrank_es) at the `fast` preset's knobs.
 Run: python benchmarks/throughput.py [--population 200 --hidden 64 --repeats 5]
 """
 
@@ -45,17 +46,22 @@ def per_genome_loop(
 
 
 def generation_seconds(
-    population: int, hidden: int, images_per_class: int, repeats: int
+    population: int,
+    hidden: int,
+    images_per_class: int,
+    repeats: int,
+    preset: str = "genreg-paper",
+    strategy_name: str | None = None,
 ) -> float:
-    """Seconds of one full trust-GA generation on random 28x28 data (MNIST shapes)."""
-    cfg = with_overrides(
-        build_config({"preset": "genreg-paper"}),
-        {
-            "strategy.population_size": population,
-            "model.hidden": hidden,
-            "train.images_per_class": images_per_class,
-        },
-    )
+    """Seconds of one full generation of `preset` on random data of MNIST shapes."""
+    overrides = {
+        "strategy.population_size": population,
+        "model.hidden": hidden,
+        "train.images_per_class": images_per_class,
+    }
+    if strategy_name is not None:
+        overrides["strategy.name"] = strategy_name
+    cfg = with_overrides(build_config({"preset": preset}), overrides)
     gen = torch.Generator().manual_seed(0)
     model = BatchedMLP(784, hidden, 10)
     labels = torch.arange(10).repeat(600)
@@ -86,6 +92,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--es-population", type=int, default=400)
+    parser.add_argument("--es-images", type=int, default=100)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     model = BatchedMLP(784, args.hidden, 10)
@@ -111,6 +119,23 @@ def main() -> None:
         f"full generation : {per_gen:12.4f} s  "
         f"({600 * per_gen:.1f} s for 600 generations; "
         "published: ~4 s per generation on a GPU)"
+    )
+    es = {
+        name: generation_seconds(
+            args.es_population,
+            args.hidden,
+            args.es_images // 10,
+            args.repeats,
+            "fast",
+            name,
+        )
+        for name in ("open_es", "lowrank_es")
+    }
+    print(
+        f"ES generation, `fast` knobs, population {args.es_population}, "
+        f"{args.es_images} images: open_es (dense noise) {es['open_es']:.4f} s, "
+        f"lowrank_es (rank 1) {es['lowrank_es']:.4f} s, "
+        f"ratio {es['open_es'] / es['lowrank_es']:.1f}x"
     )
 
 

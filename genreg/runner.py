@@ -1,8 +1,8 @@
 """The one ask -> evaluate -> tell loop, with validation tracking and callbacks.
 
 The loop itself never logs or writes files: progress bars, checkpoints and MLflow attach
-as callbacks (EvoTorch's hook idea). Selection of the run's best genome uses validation
-accuracy only.
+as callbacks (EvoTorch's hook idea). The run's best genome is selected on the task's
+validation metric only (accuracy for classification, MSE for the autoencoder).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def run(
 def step(
     strategy: Strategy, task: Task, fitness_fn: FitnessFn, state: RunState
 ) -> dict[str, float]:
-    """One generation: ask, score on a fresh balanced batch, tell. Returns metrics."""
+    """One generation: ask, score on the task's fresh batch, tell. Returns metrics."""
     rngs = state.rngs
     genomes, strategy_state = strategy.ask(state.strategy_state, rngs["strategy"])
     x, target = task.sample_batch(rngs["batch"])

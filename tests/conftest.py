@@ -5,7 +5,11 @@ MNIST comes from ../shared/data/mnist (or GENREG_DATA_DIR).
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,6 +53,24 @@ def prepared_mnist(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     out = tmp_path_factory.mktemp("prepared")
     prepare(DataConfig(source_dir=str(mnist_dir)), out)
     return out
+
+
+def _load_benchmark(name: str) -> types.ModuleType:
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))  # strategies.py imports peers
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_benchmark() -> Callable[[str], types.ModuleType]:
+    """Imports benchmarks/<name>.py by path (they are scripts, not a package)."""
+    return _load_benchmark
 
 
 @pytest.fixture(scope="session")

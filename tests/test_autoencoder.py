@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -93,13 +91,10 @@ def test_evolution_lowers_validation_mse(prepared_mnist: Path, name: str) -> Non
     assert {"train_mse_best", "train_mse_mean"} <= set(state.history[0])
 
 
-def test_benchmark_writes_curves_and_grid(prepared_mnist: Path, tmp_path: Path) -> None:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "autoencoder.py"
-    spec = importlib.util.spec_from_file_location("bench_autoencoder", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    module.main(
+def test_benchmark_writes_curves_and_grid(
+    prepared_mnist: Path, tmp_path: Path, load_benchmark
+) -> None:
+    load_benchmark("autoencoder").main(
         ["--data", str(prepared_mnist), "--generations", "2", "--eval-every", "1"]
         + ["--batch", "10", "--val-images", "50", "--out", str(tmp_path)]
         + ["--strategy", "open_es", "--strategy", "trust_ga"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
+
+import pytest
 
 TINY = {
     "preset": "genreg-paper",
@@ -16,20 +16,10 @@ TINY = {
 }
 
 
-def load_experiments():
-    """benchmarks/experiments.py (a script, not a package) by path."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments.py"
-    spec = importlib.util.spec_from_file_location("bench_experiments", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_sweep_writes_one_row_per_run_and_a_png(
-    prepared_mnist: Path, tmp_path: Path
+    prepared_mnist: Path, tmp_path: Path, load_benchmark
 ) -> None:
-    exp = load_experiments()
+    exp = load_benchmark("experiments")
     specs = [
         exp.RunSpec(
             f"p={p}",
@@ -56,3 +46,12 @@ def test_sweep_writes_one_row_per_run_and_a_png(
     assert "plain_test_accuracy" not in rows[0]
     assert png.stat().st_size > 5000
     assert (tmp_path / "runs" / "p=0.3" / "eval" / "metrics.json").exists()
+
+    curves = load_benchmark("curves")
+    gens, secs, vals = curves.read_curve(tmp_path / "runs" / "p=0.3")
+    assert gens == [0, 1] and 0 < secs[0] < secs[1]
+    assert max(vals) == pytest.approx(rows[1]["best_val_accuracy"], abs=1e-4)
+    out = tmp_path / "docs" / "curves.png"
+    runs = [str(tmp_path / "runs" / name) for name in ("p=0.0", "p=0.3")]
+    curves.main([*runs, "--out", str(out)])
+    assert out.read_bytes()[:4] == b"\x89PNG"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -217,23 +216,11 @@ def test_fast_preset_is_registered_and_paper_preset_unchanged() -> None:
     assert PRESETS["genreg-paper"] == {"strategy": {"name": "trust_ga"}}
 
 
-def load_benchmark(name: str):
-    """A module of benchmarks/ (scripts, not a package) by path."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))  # strategies.py imports peers
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_peers_table_at_tiny_size(prepared_mnist: Path) -> None:
+def test_peers_table_at_tiny_size(prepared_mnist: Path, load_benchmark) -> None:
     peers = load_benchmark("peers")
     tiny = ["model.hidden=8", "strategy.population_size=8", "train.images_per_class=2"]
     tiny += ["train.eval_every=1", "train.val_images=300"]
-    rows = peers.compare(prepared_mnist, [1.0, 2.0], tiny, ["adam"])
+    rows = peers.compare(prepared_mnist, [1.0, 2.0], tiny, ["adam"], peer_popsize=8)
     assert rows[0]["peer"] == "genreg fast"
     assert len(rows) == (2 if importlib.util.find_spec("evotorch") else 1)
     for row in rows:
@@ -243,7 +230,7 @@ def test_peers_table_at_tiny_size(prepared_mnist: Path) -> None:
     assert "t90_s" in peers.format_table(rows)
 
 
-def test_seed_checkpoint_bytes() -> None:
+def test_seed_checkpoint_bytes(load_benchmark) -> None:
     sizes = load_benchmark("strategies").checkpoint_bytes(50890, 100, 200)
     assert sizes == {
         "full_weights": 203560,

@@ -75,6 +75,7 @@ class StrategyBase:
     """
 
     mirrored: ClassVar[bool] = False  # samples come in +/- noise pairs
+    needs_model: ClassVar[bool] = False  # uses the model's layer shapes
 
     def __init__(
         self,
@@ -85,6 +86,11 @@ class StrategyBase:
     ) -> None:
         if self.mirrored and config.population_size % 2:
             raise ValueError("strategy.population_size must be even (mirrored pairs)")
+        if self.needs_model and (model is None or model.num_params != num_params):
+            raise ValueError(
+                f"strategy.name: {config.name} needs the BatchedMLP whose genomes it "
+                "evolves (one-hidden-layer classifiers only)"
+            )
         self.config = config
         self.num_params = num_params
         self.images_per_generation = images_per_generation

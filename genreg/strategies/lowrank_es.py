@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from genreg.config import StrategyConfig
 from genreg.model import BatchedMLP
 from genreg.strategies.open_es import OpenES, OpenESState
 
@@ -84,22 +84,13 @@ class LowRankPopulation:
 class LowRankES(OpenES):
     """OpenES whose first-layer noise has rank `strategy.noise_rank`."""
 
-    def __init__(
-        self,
-        config: StrategyConfig,
-        num_params: int,
-        images_per_generation: int = 1,
-        model: BatchedMLP | None = None,
-    ) -> None:
-        if model is None or model.num_params != num_params:
-            raise ValueError("lowrank_es needs the BatchedMLP whose genomes it evolves")
-        super().__init__(config, num_params, images_per_generation, model)
-        self.model: BatchedMLP = model
+    needs_model: ClassVar[bool] = True
 
     def ask_seeded(
         self, state: OpenESState, seed: int
     ) -> tuple[LowRankPopulation, OpenESState]:
         cfg, model = self.config, self.model
+        assert model is not None  # needs_model: checked by the constructor
         half, r = cfg.population_size // 2, cfg.noise_rank
         i, h = model.num_inputs, model.hidden
         device = state.center.device

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from genreg.metric_names import TRAIN_MSE_BEST, TRAIN_MSE_MEAN, VAL_MSE
+
 ENCODER = (784, 128, 64, 12, 3)
 
 
@@ -109,7 +111,7 @@ class ReconstructionTask:
     val_x: Tensor  # [V, I], already minus `mean_image`
     mean_image: Tensor  # [I], of the training pool
     batch_size: int
-    val_metric = "val_mse"
+    val_metric = VAL_MSE
     higher_is_better = False
 
     @classmethod
@@ -135,8 +137,8 @@ class ReconstructionTask:
     def batch_metrics(self, outputs: Tensor, target: Tensor) -> dict[str, float]:
         errors = mse(outputs, target)
         return {
-            "train_mse_best": errors.min().item(),
-            "train_mse_mean": errors.mean().item(),
+            TRAIN_MSE_BEST: errors.min().item(),
+            TRAIN_MSE_MEAN: errors.mean().item(),
         }
 
     def validate(self, genome: Tensor) -> float:

@@ -19,15 +19,6 @@ def draw_seed(rng: torch.Generator) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=rng, device=rng.device).item())
 
 
-def gaussian_noise(
-    seed: int, rows: int, dim: int, device: torch.device | str
-) -> Tensor:
-    """Standard normal noise [rows, dim], the same for the same seed, rows and dim."""
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    return torch.randn(rows, dim, generator=gen, device=device)
-
-
 @functools.lru_cache(maxsize=2)
 def noise_table(size: int, device: str = "cpu") -> Tensor:
     """A fixed table of `size` standard normals shared by all runs (OpenAI ES trick).

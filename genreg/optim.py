@@ -61,8 +61,3 @@ def optimizer_step(
         step, m = sgd_step(grad, m, lr)
         return step, m, v
     raise ValueError(f"strategy.optimizer: unknown optimizer {name!r}")
-
-
-def tensor_nbytes(*tensors: Tensor) -> int:
-    """Bytes held by the tensors' elements."""
-    return sum(t.numel() * t.element_size() for t in tensors)

@@ -16,6 +16,7 @@ from genreg.autoencoder import (
 )
 from genreg.config import StrategyConfig
 from genreg.datasets import load_prepared
+from genreg.progress import ProgressBar
 from genreg.runner import RunState, make_rngs, run
 from genreg.strategies import make_strategy
 from genreg.task import to_inputs
@@ -76,19 +77,29 @@ def test_evolution_lowers_validation_mse(prepared_mnist: Path, name: str) -> Non
         mutation_prob=0.2,
         mutation_scale=0.02,
         elitism=1,
-        crossover=True,
+        crossover="uniform",
     )
     strategy = make_strategy(cfg, task.model.num_params, task.batch_size)
     rngs = make_rngs(0)
     genomes = task.model.init(cfg.population_size, rngs["init"])
     start = task.validate(genomes[0])
     state = RunState(strategy.init(genomes, rngs["strategy"]), rngs)
-    run(strategy, task, neg_mse, state, num_generations=40, eval_every=5)
+    bar = ProgressBar(40)  # shows the task's own metrics, no accuracy
+    run(
+        strategy,
+        task,
+        neg_mse,
+        state,
+        num_generations=40,
+        eval_every=5,
+        callbacks=[bar],
+    )
     curve = [m["val_mse"] for m in state.history if "val_mse" in m]
     assert -state.best_val_score == pytest.approx(min(curve))
     assert state.history[-1]["best_val_mse"] == pytest.approx(min(curve))
     assert min(curve) < 0.9 * start
     assert {"train_mse_best", "train_mse_mean"} <= set(state.history[0])
+    assert {"train_mse_best", "val_mse"} <= set(bar.shown)
 
 
 def test_benchmark_writes_curves_and_grid(

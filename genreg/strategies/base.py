@@ -121,18 +121,3 @@ def state_from_arrays(
         value = arrays[f.name]
         kwargs[f.name] = value.item() if value.dim() == 0 else value.to(device)
     return cls(**kwargs)
-
-
-def make_strategy(
-    cfg: StrategyConfig,
-    num_params: int,
-    images_per_generation: int,
-    model: BatchedMLP | None = None,
-) -> Strategy:
-    """The strategy named by `cfg.name`.
-
-    Each takes (config, num_params, images_per_generation, model).
-    """
-    from genreg.strategies import STRATEGIES
-
-    return STRATEGIES[cfg.name](cfg, num_params, images_per_generation, model)

@@ -10,16 +10,13 @@ with eps drawn from one per-generation seed kept in the state (so the state neve
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from genreg.noise import draw_seed, mirrored_population
-from genreg.optim import optimizer_step
-from genreg.shaping import centered_ranks, normalized
-from genreg.strategies.base import StrategyBase
+from genreg.strategies.distribution import DistributionStrategy, initial_center
 
 
 @dataclass
@@ -31,15 +28,9 @@ class OpenESState:
     generation: int = 0  # generations told so far
 
 
-def initial_center(genomes: Tensor, scale: float) -> Tensor:
-    """The first initial genome shrunk by `scale` (the model's init saturates tanh)."""
-    return genomes[0].detach().clone() * scale
-
-
-class OpenES(StrategyBase):
+class OpenES(DistributionStrategy):
     """Isotropic Gaussian ES; the learning rate and sigma come from `StrategyConfig`."""
 
-    mirrored: ClassVar[bool] = True
     state_class: ClassVar[type] = OpenESState
 
     def init(self, genomes: Tensor, rng: torch.Generator) -> OpenESState:
@@ -47,52 +38,18 @@ class OpenES(StrategyBase):
         zeros = torch.zeros_like(center)
         return OpenESState(center, zeros, zeros.clone())
 
-    def ask(
-        self, state: OpenESState, rng: torch.Generator
-    ) -> tuple[Tensor, OpenESState]:
-        return self.ask_seeded(state, draw_seed(rng))
-
-    def ask_seeded(self, state: OpenESState, seed: int) -> tuple[Tensor, OpenESState]:
-        """The population for noise seed `seed` (deterministic given state and seed)."""
-        pop = self.config.population_size
-        genomes = mirrored_population(
-            state.center,
-            self.config.stdev_init,
-            seed,
-            pop,
-            self.config.noise_table_size,
-        )
-        return genomes, replace(state, noise_seed=seed)
-
     def tell(
         self, state: OpenESState, genomes: Tensor, fitness: Tensor
     ) -> tuple[OpenESState, dict[str, float]]:
-        cfg = self.config
         half = len(fitness) // 2
-        shape = centered_ranks if cfg.shaping == "centered_ranks" else normalized
-        utility = shape(fitness)
+        utility = self.utility(fitness)
         weights = utility[:half] - utility[half:]
-        grad = self.gradient(genomes, weights) - cfg.weight_decay * state.center
-        t = state.generation + 1
-        step, m, v = optimizer_step(
-            cfg.optimizer,
-            grad,
-            state.m,
-            state.v,
-            t,
-            cfg.center_learning_rate * cfg.learning_rate_decay**state.generation,
+        update = self.center_step(state, self.gradient(genomes, weights))
+        center = state.center + update.step
+        new = OpenESState(
+            center, update.m, update.v, state.noise_seed, update.generation
         )
-        center = state.center + step
-        new = OpenESState(center, m, v, state.noise_seed, t)
-        metrics = {
-            "fitness_max": fitness.max().item(),
-            "fitness_mean": fitness.mean().item(),
-            "stdev_mean": cfg.stdev_init,
-            "center_norm": center.norm().item(),
-            "grad_norm": grad.norm().item(),
-            "step_norm": step.norm().item(),
-        }
-        return new, metrics
+        return new, self.metrics(fitness, self.config.stdev_init, center, update)
 
     def gradient(self, genomes: Tensor, weights: Tensor) -> Tensor:
         """Search gradient [D] from pair weights u(+eps_j) - u(-eps_j) [P/2]."""
@@ -101,9 +58,6 @@ class OpenES(StrategyBase):
         row = weights[None]  # [1, P/2] @ [P/2, D]: a GEMM, much faster than vector @
         diff = (row @ genomes[:half] - row @ genomes[half:])[0]
         return diff / (2 * self.config.stdev_init**2 * 2 * half)
-
-    def best(self, state: OpenESState) -> Tensor:
-        return state.center
 
 
 def replay(

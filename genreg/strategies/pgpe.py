@@ -11,17 +11,13 @@ on the mean gradient, the stdev by plain gradient ascent, each step bounded to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from genreg.noise import draw_seed, mirrored_population
-from genreg.optim import optimizer_step
-from genreg.shaping import centered_ranks, normalized
-from genreg.strategies.base import StrategyBase
-from genreg.strategies.open_es import initial_center
+from genreg.strategies.distribution import DistributionStrategy, initial_center
 
 
 @dataclass
@@ -34,10 +30,9 @@ class PGPEState:
     generation: int = 0
 
 
-class PGPE(StrategyBase):
+class PGPE(DistributionStrategy):
     """PGPE with symmetric sampling; knobs from `StrategyConfig`."""
 
-    mirrored: ClassVar[bool] = True
     state_class: ClassVar[type] = PGPEState
 
     def init(self, genomes: Tensor, rng: torch.Generator) -> PGPEState:
@@ -46,55 +41,30 @@ class PGPE(StrategyBase):
         zeros = torch.zeros_like(center)
         return PGPEState(center, stdev, zeros, zeros.clone())
 
-    def ask(self, state: PGPEState, rng: torch.Generator) -> tuple[Tensor, PGPEState]:
-        return self.ask_seeded(state, draw_seed(rng))
-
-    def ask_seeded(self, state: PGPEState, seed: int) -> tuple[Tensor, PGPEState]:
-        """The population for noise seed `seed` (deterministic given state and seed)."""
-        pop = self.config.population_size
-        genomes = mirrored_population(
-            state.center, state.stdev, seed, pop, self.config.noise_table_size
-        )
-        return genomes, replace(state, noise_seed=seed)
+    def stdev(self, state: PGPEState) -> Tensor:
+        return state.stdev
 
     def tell(
         self, state: PGPEState, genomes: Tensor, fitness: Tensor
     ) -> tuple[PGPEState, dict[str, float]]:
         cfg = self.config
         half = len(genomes) // 2
-        shape = centered_ranks if cfg.shaping == "centered_ranks" else normalized
-        utility = shape(fitness)
+        utility = self.utility(fitness)
         plus, minus = utility[:half], utility[half:]
         # scaled noise delta_i = (G+_i - G-_i) / 2, recovered without keeping it
         delta = (genomes[:half] - genomes[half:]).mul_(0.5)
         # [1, P/2] @ [P/2, D] as a GEMM: much faster than a vector @ matrix
         grad_center = (((plus - minus) / 2)[None] @ delta)[0] / half
-        grad_center = grad_center - cfg.weight_decay * state.center
+        update = self.center_step(state, grad_center)
         baseline = utility.mean()
         pair_mean = (plus + minus) / 2 - baseline
         delta.square_().sub_(state.stdev.square())
         grad_stdev = (pair_mean[None] @ delta)[0] / (half * state.stdev)
-        t = state.generation + 1
-        step, m, v = optimizer_step(
-            cfg.optimizer,
-            grad_center,
-            state.m,
-            state.v,
-            t,
-            cfg.center_learning_rate * cfg.learning_rate_decay**state.generation,
-        )
         bound = cfg.stdev_max_change * state.stdev
         change = (cfg.stdev_learning_rate * grad_stdev).clamp(-bound, bound)
         stdev = state.stdev + change
-        new = PGPEState(state.center + step, stdev, m, v, state.noise_seed, t)
-        metrics = {
-            "fitness_max": fitness.max().item(),
-            "fitness_mean": fitness.mean().item(),
-            "stdev_mean": stdev.mean().item(),
-            "center_norm": new.center.norm().item(),
-            "step_norm": step.norm().item(),
-        }
-        return new, metrics
-
-    def best(self, state: PGPEState) -> Tensor:
-        return state.center
+        center = state.center + update.step
+        new = PGPEState(
+            center, stdev, update.m, update.v, state.noise_seed, update.generation
+        )
+        return new, self.metrics(fitness, stdev.mean().item(), center, update)

@@ -17,6 +17,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from genreg.metric_names import MUTATION_SCALE, fitness_metrics
 from genreg.strategies.base import StrategyBase
 from genreg.strategies.trust_ga import mutate_
 
@@ -60,9 +61,8 @@ class SimpleGA(StrategyBase):
     ) -> tuple[SimpleGAState, dict[str, float]]:
         new = SimpleGAState(genomes, fitness.float(), state.generation + 1)
         metrics = {
-            "fitness_max": fitness.max().item(),
-            "fitness_mean": fitness.mean().item(),
-            "mutation_scale": self.config.mutation_scale,
+            **fitness_metrics(fitness),
+            MUTATION_SCALE: self.config.mutation_scale,
         }
         return new, metrics
 

@@ -20,16 +20,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from genreg.metric_names import SECONDS_PER_GENERATION, VAL_ACCURACY  # noqa: E402
+from genreg.rundir import RunDir  # noqa: E402
+
 
 def read_curve(run_dir: Path) -> tuple[list[int], list[float], list[float]]:
     """(generation, cumulative wall seconds, validation accuracy) at each validation."""
-    with (run_dir / "metrics.csv").open() as handle:
-        per_gen = [float(r["seconds_per_generation"]) for r in csv.DictReader(handle)]
+    run = RunDir(run_dir)
+    with run.metrics.open() as handle:
+        per_gen = [float(r[SECONDS_PER_GENERATION]) for r in csv.DictReader(handle)]
     elapsed = list(accumulate(per_gen))
-    with (run_dir / "val_curve.csv").open() as handle:
+    with run.val_curve.open() as handle:
         rows = list(csv.DictReader(handle))
     gens = [int(r["generation"]) for r in rows]
-    return gens, [elapsed[g] for g in gens], [float(r["val_accuracy"]) for r in rows]
+    return gens, [elapsed[g] for g in gens], [float(r[VAL_ACCURACY]) for r in rows]
 
 
 def plot(runs: Sequence[Path], labels: Sequence[str], out: Path, title: str) -> None:

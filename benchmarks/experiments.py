@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from curves import read_curve  # noqa: E402
 
 from genreg.config import build_config, with_overrides  # noqa: E402
+from genreg.rundir import RunDir  # noqa: E402
 from genreg.stages.evaluate import evaluate  # noqa: E402
 from genreg.stages.train import train  # noqa: E402
 
@@ -72,13 +73,11 @@ class RunSpec:
 def run_one(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
     """Train and evaluate one run in out_dir/<label>; return its CSV row."""
     cfg = with_overrides(build_config(spec.base), spec.overrides)
-    run_dir = out_dir / spec.label
+    run_dir = RunDir(out_dir / spec.label)
     start = time.perf_counter()
-    summary = train(cfg, spec.data_dir, run_dir, overwrite=True)
+    summary = train(cfg, spec.data_dir, run_dir.root, overwrite=True)
     seconds = time.perf_counter() - start
-    metrics = evaluate(
-        cfg, spec.data_dir, run_dir / "checkpoints" / "best.npz", run_dir / "eval"
-    )
+    metrics = evaluate(cfg, spec.data_dir, run_dir.best, run_dir.root / "eval")
     row = {
         "label": spec.label,
         "generations": summary.num_generations,
@@ -89,8 +88,9 @@ def run_one(spec: RunSpec, out_dir: Path) -> dict[str, Any]:
         "seconds_per_generation": summary.seconds_per_generation,
     }
     if spec.plain_test_dir is not None:
-        genome = run_dir / "checkpoints" / "best.npz"
-        plain = evaluate(cfg, spec.plain_test_dir, genome, run_dir / "eval_plain")
+        plain = evaluate(
+            cfg, spec.plain_test_dir, run_dir.best, run_dir.root / "eval_plain"
+        )
         row["plain_test_accuracy"] = round(plain["test_accuracy"], 4)
     return row
 

@@ -1,12 +1,15 @@
 """Hidden-layer analysis: tanh activations, a 2-D UMAP embedding, class separation.
 
 Pure numpy / scikit-learn / umap-learn; no MLOps tools. umap-learn JIT-compiles with
-numba on its first fit in a process (tens of seconds); adapters point NUMBA_CACHE_DIR
-at a persistent folder so later processes reuse what numba can cache (pynndescent).
+numba on its first fit in a process (tens of seconds); `ensure_numba_cache` points
+NUMBA_CACHE_DIR at a persistent folder so later processes reuse what numba can cache
+(pynndescent).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +17,18 @@ import numpy as np
 from genreg.config import ConfigError
 from genreg.evaluation import hidden_numpy, images_to_inputs
 from genreg.model import BatchedMLP
+
+NUMBA_CACHE = Path(".cache") / "numba"
+
+
+def ensure_numba_cache(root: Path | None = None) -> Path:
+    """Point numba's cache at <root>/.cache/numba unless NUMBA_CACHE_DIR is set."""
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        folder = (root or Path.cwd()) / NUMBA_CACHE
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = str(folder.resolve())
+    return Path(os.environ["NUMBA_CACHE_DIR"])
+
 
 # sklearn's trustworthiness holds two dense N x N arrays (distances and ranks):
 # 10k points would need ~1.6 GB, so it is estimated on a seeded subset of this size.

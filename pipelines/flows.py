@@ -22,9 +22,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from prefect.utilities.hashing import hash_objects
 
-from genreg.adapters.commands.analyze import ensure_numba_cache
+from genreg.analysis import ensure_numba_cache
 from genreg.config import Config, ConfigError, build_config, load_params, unflatten
 from genreg.datasets import DataError
+from genreg.metric_names import BEST_VAL_ACCURACY, VAL_ACCURACY
+from genreg.rundir import RunDir
 from genreg.stages.prepare import resolve_source_dir
 
 NIGHTLY_CRON = "0 2 * * *"
@@ -135,7 +137,7 @@ def prepare_task(
 )
 def train_task(cfg: Config, data_dir: Path, out_dir: Path) -> dict[str, Any]:
     """Evolve (CUDA when present: train.device auto), tracked in MLflow."""
-    from genreg.adapters.tracking import tracked_train
+    from genreg.tracking.runs import tracked_train
 
     with stage("train"):
         summary, run_id = tracked_train(cfg, data_dir, out_dir, overwrite=True)
@@ -217,16 +219,14 @@ def genreg_pipeline(
     started = time.perf_counter()
     cfg = load_config(params_path, overrides)
     data, runs = Path(data_dir), Path(run_dir)
-    train_dir = runs / "train"
-    genome = train_dir / "checkpoints" / "best.npz"
+    train_dir = RunDir(runs / "train")
+    genome = train_dir.best
     data_outputs = [data / n for n in ("meta.json", "train.npz", "val.npz", "test.npz")]
     _run(prepare_task, data_outputs, cfg, data, resolve_source_dir(cfg.data))
-    summary = _run(
-        train_task, [genome, train_dir / "summary.json"], cfg, data, train_dir
-    )
-    result = _evaluate_and_analyze(cfg, data, genome, runs, train_dir)
+    summary = _run(train_task, [genome, train_dir.summary], cfg, data, train_dir.root)
+    result = _evaluate_and_analyze(cfg, data, genome, runs, train_dir.root)
     headline = {
-        "val_accuracy": summary["best_val_accuracy"],
+        VAL_ACCURACY: summary[BEST_VAL_ACCURACY],
         "test_accuracy": result["metrics"]["test_accuracy"],
         "per_class_accuracy": result["metrics"]["per_class_accuracy"],
         "knn_accuracy_2d": result["separation"]["knn_accuracy_2d"],

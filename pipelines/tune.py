@@ -21,8 +21,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from genreg.adapters.tracking import tracked_train
 from genreg.config import Config, ConfigError, with_overrides
+from genreg.metric_names import BEST_VAL_ACCURACY
+from genreg.tracking.runs import tracked_train
 from pipelines import tune_report
 from pipelines.tune_report import mark_trial_run, open_parent_run
 from pipelines.tune_space import (
@@ -110,9 +111,9 @@ class PruningCallback:
         self.trial = trial
 
     def on_generation(self, generation: int, metrics: Mapping[str, float]) -> None:
-        if "best_val_accuracy" not in metrics:
+        if BEST_VAL_ACCURACY not in metrics:
             return
-        self.trial.report(metrics["best_val_accuracy"], step=generation + 1)
+        self.trial.report(metrics[BEST_VAL_ACCURACY], step=generation + 1)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at generation {generation + 1}")
 

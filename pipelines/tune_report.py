@@ -20,16 +20,18 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from genreg.config import Config, with_overrides
+from genreg.metric_names import BEST_VAL_ACCURACY
+from genreg.rundir import RunDir
 
 if TYPE_CHECKING:
-    from pipelines.tune import TuneSettings
+    from pipelines.tune_space import TuneSettings
 
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
 def mlflow_client(cfg: Config) -> MlflowClient:
     """A checked client for MLFLOW_TRACKING_URI if set, else `tracking.tracking_uri`."""
-    from genreg.adapters.tracking import connect, tracking_uri
+    from genreg.tracking.runs import connect, tracking_uri
 
     return connect(tracking_uri(cfg))
 
@@ -74,9 +76,7 @@ def open_parent_run(study: optuna.Study, cfg: Config, settings: TuneSettings) ->
 
 def mark_trial_run(cfg: Config, trial_dir: Path, number: int, pruned: bool) -> str:
     """Tag a trial's MLflow run (id from tracked_train's file); close it if pruned."""
-    from genreg.adapters.tracking import RUN_ID_FILE
-
-    id_file = trial_dir / RUN_ID_FILE
+    id_file = RunDir(trial_dir).mlflow_run_id
     if not id_file.exists():
         return ""
     run_id = id_file.read_text().strip()
@@ -108,9 +108,11 @@ def write_report(
     if complete:
         best = study.best_trial
         report.update(
-            best_trial=best.number,
-            best_val_accuracy=best.value,
-            best_params=best.params,
+            {
+                "best_trial": best.number,
+                BEST_VAL_ACCURACY: best.value,
+                "best_params": best.params,
+            }
         )
         _write_json(out_dir / "best_params.json", best.params)
         report["importances"] = _importances(study, out_dir)
@@ -178,7 +180,7 @@ def _evaluate_best(
 ) -> float | None:
     from genreg.stages.evaluate import evaluate
 
-    genome = Path(best.user_attrs.get("out_dir", "")) / "checkpoints" / "best.npz"
+    genome = RunDir(Path(best.user_attrs.get("out_dir", ""))).best
     if not genome.exists():  # the winner ran on another machine
         return None
     metrics = evaluate(
@@ -192,7 +194,7 @@ def _log_parent(
 ) -> None:
     metrics = {
         k: report[k]
-        for k in ("best_val_accuracy", "best_test_accuracy", "complete", "pruned")
+        for k in (BEST_VAL_ACCURACY, "best_test_accuracy", "complete", "pruned")
         if report.get(k) is not None
     }
     now = int(time.time() * 1000)

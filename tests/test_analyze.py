@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from genreg.adapters.cli import main
-from genreg.adapters.commands.analyze import ensure_numba_cache
 from genreg.analysis import (
+    ensure_numba_cache,
     hidden_activations,
     per_class_accuracy,
     sample_indices,

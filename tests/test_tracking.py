@@ -20,19 +20,18 @@ mlflow = pytest.importorskip("mlflow")
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from genreg.adapters.mlflow_model import pixels_frame  # noqa: E402
-from genreg.adapters.tracking import (  # noqa: E402
-    PENDING_FILE,
-    RUN_ID_FILE,
-    MlflowCallback,
-    TrackingError,
-    tracked_train,
-    upload_pending,
-)
 from genreg.checkpoint import load_genome  # noqa: E402
 from genreg.config import Config, with_overrides  # noqa: E402
 from genreg.datasets import load_split  # noqa: E402
 from genreg.evaluation import images_to_inputs, logits_numpy  # noqa: E402
+from genreg.rundir import RunDir  # noqa: E402
+from genreg.tracking.callback import (  # noqa: E402
+    MlflowCallback,
+    TrackingError,
+    upload_pending,
+)
+from genreg.tracking.model import pixels_frame  # noqa: E402
+from genreg.tracking.runs import tracked_train  # noqa: E402
 
 MLFLOW_BIN = Path(sys.executable).with_name("mlflow")
 TINY = {
@@ -74,7 +73,7 @@ def test_one_point_per_generation_and_model_predicts_like_numpy(
     client = MlflowClient(sqlite_uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert (out / RUN_ID_FILE).read_text().strip() == run_id
+    assert RunDir(out).mlflow_run_id.read_text().strip() == run_id
     assert run.data.params["strategy.mutation_scale"] == "0.1"
     assert run.data.tags["strategy"] == "trust_ga"
     assert len(run.data.tags["data.sha256.train.npz"]) == 64
@@ -110,7 +109,7 @@ def test_resume_continues_the_run_without_duplicate_points(
     with pytest.raises(KeyboardInterrupt):
         tracked_train(tiny_config(), prepared_mnist, out, extra_callbacks=[Crash()])
     client = MlflowClient(sqlite_uri)
-    first = (out / RUN_ID_FILE).read_text().strip()
+    first = RunDir(out).mlflow_run_id.read_text().strip()
     assert client.get_run(first).info.status == "KILLED"
     # gens 0-5 were sent (MLflow's callback runs before the crashing one); the
     # checkpoint holds 0-3, so generations 4 and 5 are replayed but not logged twice
@@ -214,7 +213,7 @@ def test_metrics_survive_a_store_outage(
     client = MlflowClient(server.uri)
     exp = client.create_experiment("outage")
     run_id = client.create_run(exp).info.run_id
-    pending = tmp_path / PENDING_FILE
+    pending = RunDir(tmp_path).mlflow_pending
     callback = MlflowCallback(client, run_id, flush_every=2, pending_path=pending)
 
     def feed(generations: range) -> None:
@@ -235,7 +234,7 @@ def test_metrics_survive_a_store_outage(
     # a store still down at close(): points go to JSONL, then arrive after a restart
     feed(range(8, 9))
     server.stop()
-    with pytest.raises(TrackingError, match=PENDING_FILE):
+    with pytest.raises(TrackingError, match=pending.name):
         callback.close()
     assert len(pending.read_text().splitlines()) == 2
     server.start()

@@ -32,6 +32,7 @@ from genreg.datasets import DataError, Split, load_prepared
 from genreg.evaluation import images_to_inputs, logits_numpy
 from genreg.plots import per_class_png
 from genreg.plots_analysis import Panel, curves_png, umap_compare_png, umap_png
+from genreg.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,8 @@ def read_curves(
     train_dir: Path,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Columns of a training folder's metrics.csv and val_curve.csv, as floats."""
-    return _read_columns(train_dir / "metrics.csv"), _read_columns(
-        train_dir / "val_curve.csv"
-    )
+    run = RunDir(train_dir)
+    return _read_columns(run.metrics), _read_columns(run.val_curve)
 
 
 def _read_columns(path: Path) -> dict[str, list[float]]:

@@ -18,24 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from genreg.config import Config
 
 HELP = "UMAP of the hidden layer, class-separation scores, per-class and curve plots"
-
-NUMBA_CACHE = Path(".cache") / "numba"
-
-
-def ensure_numba_cache(root: Path | None = None) -> Path:
-    """Point numba's cache at <root>/.cache/numba unless NUMBA_CACHE_DIR is set."""
-    if "NUMBA_CACHE_DIR" not in os.environ:
-        folder = (root or Path.cwd()) / NUMBA_CACHE
-        folder.mkdir(parents=True, exist_ok=True)
-        os.environ["NUMBA_CACHE_DIR"] = str(folder.resolve())
-    return Path(os.environ["NUMBA_CACHE_DIR"])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    from genreg.analysis import ensure_numba_cache
+
     ensure_numba_cache()
     from genreg.stages.analyze import analyze, compare
 

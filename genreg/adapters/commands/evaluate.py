@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from genreg.config import Config
+from genreg.rundir import RunDir
 
 HELP = "score the best genome on the test set (numpy, CPU)"
 
@@ -45,14 +46,14 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
             {k: metrics[k] for k in ("test_accuracy", "val_accuracy", "ms_per_image")}
         )
     )
-    id_file = args.checkpoint.parent.parent / "mlflow_run_id"
+    id_file = RunDir.of_genome(args.checkpoint).mlflow_run_id
     if not args.no_track and id_file.exists():
         _log_to_run(cfg, id_file, args.checkpoint, args.out)
     return 0
 
 
 def _log_to_run(cfg: Config, id_file: Path, checkpoint: Path, out: Path) -> None:
-    from genreg.adapters.tracking import (
+    from genreg.tracking.runs import (
         genome_matches_run,
         log_evaluation,
         tracking_uri,

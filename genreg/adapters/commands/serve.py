@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    from genreg.adapters.commands.analyze import ensure_numba_cache
+    from genreg.analysis import ensure_numba_cache
 
     ensure_numba_cache()
     del cfg  # built only to validate -p/-S before serving; each run rebuilds it

@@ -54,14 +54,15 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         callbacks.append(ProgressBar(cfg.train.num_generations))
     options = {"resume": args.resume, "overwrite": args.overwrite}
     if args.no_track:
+        from genreg.rundir import RunDir
         from genreg.stages.train import train
 
         summary = train(cfg, args.data, args.out, callbacks=callbacks, **options)
         if not args.resume:  # a stale id would make evaluate log to the wrong run
-            (args.out / "mlflow_run_id").unlink(missing_ok=True)
+            RunDir(args.out).mlflow_run_id.unlink(missing_ok=True)
         print(json.dumps(asdict(summary)))
         return 0
-    from genreg.adapters.tracking import TrackingError, tracked_train
+    from genreg.tracking.runs import TrackingError, tracked_train
 
     try:
         summary, run_id = tracked_train(

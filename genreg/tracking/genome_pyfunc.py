@@ -27,7 +27,7 @@ class GenomeModel(PythonModel):
     # no type hints here: MLflow would read them as a second, conflicting schema
     def predict(self, context, model_input, params=None):
         """Class index of each row of `model_input` ([N, pixels] in 0..255)."""
-        from genreg.adapters.mlflow_model import predict_classes
+        from genreg.tracking.model import predict_classes
 
         return predict_classes(self.genome, model_input)
 

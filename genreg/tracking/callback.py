@@ -17,7 +17,6 @@ from pathlib import Path
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-PENDING_FILE = "mlflow_pending_metrics.jsonl"
 MAX_METRICS = 1000  # MLflow's log_batch limit per call
 log = logging.getLogger(__name__)
 

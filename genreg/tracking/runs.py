@@ -2,7 +2,7 @@
 
 The tracking URI is MLFLOW_TRACKING_URI if set, else `tracking.tracking_uri`
 (default sqlite:///mlflow.db in the working directory). Per-generation
-metrics go through `MlflowCallback` (mlflow_callback.py), which loses no point when the
+metrics go through `MlflowCallback` (callback.py), which loses no point when the
 store is briefly away.
 """
 
@@ -21,22 +21,17 @@ import requests
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from genreg.adapters.mlflow_callback import (
-    PENDING_FILE,
-    MlflowCallback,
-    TrackingError,
-    upload_pending,
-)
-from genreg.adapters.mlflow_model import log_genome_model
 from genreg.checkpoint import CheckpointError
 from genreg.config import Config, flatten
 from genreg.datasets import load_meta
+from genreg.metric_names import SECONDS_PER_GENERATION
+from genreg.rundir import RunDir
 from genreg.runner import Callback
 from genreg.stages.train import RESUMABLE_CHANGES, TrainSummary, resolve_device, train
+from genreg.tracking.callback import MlflowCallback, TrackingError, upload_pending
+from genreg.tracking.model import log_genome_model
 
-RUN_ID_FILE = "mlflow_run_id"
 MAX_PARAMS = 100  # MLflow's log_batch limit per call
-TRAIN_ARTIFACTS = ("summary.json", "metrics.csv", "val_curve.csv")
 log = logging.getLogger(__name__)
 
 
@@ -79,22 +74,22 @@ def tracked_train(
 ) -> tuple[TrainSummary, str]:
     """`train()` recorded as an MLflow run; returns the summary and the run id."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    run_dir = RunDir(out_dir)
     client = connect(tracking_uri(cfg))
-    last = out_dir / "checkpoints" / "last.npz"
-    if last.exists() and not (resume or overwrite):
+    if run_dir.last.exists() and not (resume or overwrite):
         raise CheckpointError(
-            f"{last}: a run exists here; pass --resume to continue it "
+            f"{run_dir.last}: a run exists here; pass --resume to continue it "
             "or --overwrite to start again"
         )
     meta = load_meta(data_dir)
-    if resume and last.exists() and (out_dir / RUN_ID_FILE).exists():
-        run_id, skip = _resume_run(client, cfg, out_dir)
+    if resume and run_dir.last.exists() and run_dir.mlflow_run_id.exists():
+        run_id, skip = _resume_run(client, cfg, run_dir)
     else:
         run_id, skip = _new_run(
-            client, cfg, meta, out_dir, experiment, run_name, parent_run_id
+            client, cfg, meta, run_dir, experiment, run_name, parent_run_id
         )
     callback = MlflowCallback(
-        client, run_id, pending_path=out_dir / PENDING_FILE, skip_through=skip
+        client, run_id, pending_path=run_dir.mlflow_pending, skip_through=skip
     )
     try:
         summary = train(
@@ -114,7 +109,7 @@ def tracked_train(
             log.warning("MLflow: could not finish run %s: %s", run_id, close_exc)
         raise
     callback.close()
-    _log_results(client, run_id, out_dir, data_dir, summary)
+    _log_results(client, run_id, run_dir, data_dir, summary)
     return summary, run_id
 
 
@@ -122,7 +117,7 @@ def _new_run(
     client: MlflowClient,
     cfg: Config,
     meta: Mapping[str, Any],
-    out_dir: Path,
+    run_dir: RunDir,
     experiment: str | None,
     run_name: str | None,
     parent_run_id: str | None,
@@ -146,14 +141,14 @@ def _new_run(
     params = [Param(k, str(v)) for k, v in cfg.flat().items()]
     for start in range(0, len(params), MAX_PARAMS):
         client.log_batch(run_id, params=params[start : start + MAX_PARAMS])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / RUN_ID_FILE).write_text(run_id + "\n")
-    (out_dir / PENDING_FILE).unlink(missing_ok=True)
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    run_dir.mlflow_run_id.write_text(run_id + "\n")
+    run_dir.mlflow_pending.unlink(missing_ok=True)
     return run_id, -1
 
 
-def _resume_run(client: MlflowClient, cfg: Config, out_dir: Path) -> tuple[str, int]:
-    id_file = out_dir / RUN_ID_FILE
+def _resume_run(client: MlflowClient, cfg: Config, run_dir: RunDir) -> tuple[str, int]:
+    id_file = run_dir.mlflow_run_id
     run_id = id_file.read_text().strip()
     try:
         run = client.get_run(run_id)
@@ -162,8 +157,8 @@ def _resume_run(client: MlflowClient, cfg: Config, out_dir: Path) -> tuple[str, 
             f"{id_file}: run {run_id} is not in {client.tracking_uri} ({exc}); "
             "point MLFLOW_TRACKING_URI at the store it was logged to"
         ) from exc
-    if (out_dir / PENDING_FILE).exists():
-        upload_pending(client, run_id, out_dir / PENDING_FILE)
+    if run_dir.mlflow_pending.exists():
+        upload_pending(client, run_id, run_dir.mlflow_pending)
     client.update_run(run_id, status="RUNNING")
     logged = run.data.params
     new = [Param(k, str(v)) for k, v in cfg.flat().items() if k not in logged]
@@ -174,7 +169,7 @@ def _resume_run(client: MlflowClient, cfg: Config, out_dir: Path) -> tuple[str, 
         client.log_batch(run_id, params=new)
     for key, value in changed.items():  # params are immutable in MLflow
         client.set_tag(run_id, f"resumed.{key}", value)
-    history = client.get_metric_history(run_id, "seconds_per_generation")
+    history = client.get_metric_history(run_id, SECONDS_PER_GENERATION)
     return run_id, max((m.step for m in history), default=-1)
 
 
@@ -199,16 +194,16 @@ def _git_tags() -> dict[str, str]:
 def _log_results(
     client: MlflowClient,
     run_id: str,
-    out_dir: Path,
+    run_dir: RunDir,
     data_dir: Path,
     summary: TrainSummary,
 ) -> None:
-    best = out_dir / "checkpoints" / "best.npz"
+    best = run_dir.best
     if best.exists():
-        client.log_artifact(run_id, str(best), "checkpoints")
-    for name in TRAIN_ARTIFACTS:
-        if (out_dir / name).exists():
-            client.log_artifact(run_id, str(out_dir / name))
+        client.log_artifact(run_id, str(best), best.parent.name)
+    for path in run_dir.artifacts:
+        if path.exists():
+            client.log_artifact(run_id, str(path))
     logged = client.get_run(run_id).data.metrics
     extra = {
         "best_generation": summary.best_generation,

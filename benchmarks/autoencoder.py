@@ -49,7 +49,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
         "population_size": 200,
         "mutation_prob": 0.07,
         "mutation_scale": 0.02,
-        "crossover": True,
+        "crossover": "uniform",
     },
     "simple_ga": {
         "name": "simple_ga",

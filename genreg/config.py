@@ -39,9 +39,15 @@ class AlphabetConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Which dataset, where its raw files come from, and the validation split.
+
+    The raw files are copied from `source_dir` (the GENREG_DATA_DIR environment
+    variable wins over it) or, with neither set, downloaded when `download` is true.
+    """
+
     dataset: Literal["mnist", "fashion-mnist", "alphabet"] = "mnist"
     source_dir: str | None = None
-    download: bool = False
+    download: bool = True
     val_size: int = 5000
     split_seed: int = 0
     alphabet: AlphabetConfig = field(default_factory=AlphabetConfig)
@@ -60,18 +66,27 @@ class StrategyConfig:
 
     name: Literal["trust_ga", "open_es", "lowrank_es", "pgpe", "simple_ga"] = "trust_ga"
     population_size: int = 200
-    fitness: Literal["trust_reward", "accuracy", "neg_cross_entropy"] = "trust_reward"
-    # trust GA (DESIGN §1); the first published value of each
+    fitness: Literal["trust_reward", "accuracy", "neg_cross_entropy", "margin"] = (
+        "trust_reward"
+    )
+    # trust GA (docs/algorithm.md); the first published value of each
     reward_correct: float = 10.0
     reward_wrong: float = -1.5
     trust_decay: float = 0.2
     decay_mode: Literal["generation", "image"] = "generation"
     trust_clamp: float = 1e5
     top_fraction: float = 0.2
-    parent_selection: Literal["trust", "uniform"] = "trust"
-    crossover: bool = False
-    mutation_prob: float = 0.07
+    parent_selection: Literal["trust", "uniform", "rank"] = "trust"
+    crossover: Literal["none", "uniform", "unit"] = "none"
+    # share of children made by crossover (the rest copy one parent), and whether
+    # crossed children are mutated too
+    crossover_fraction: float = 1.0
+    mutate_crossovers: bool = True
+    mutation: Literal["sparse", "dense", "lowrank"] = "sparse"
+    mutation_prob: float = 0.07  # sparse mutation only
     mutation_scale: float = 0.1
+    # > 0: each genome's mutation scale is inherited and multiplied by exp(tau N(0,1))
+    self_adapt_tau: float = 0.0
     child_trust: Literal["factor", "parent_mean"] = "factor"
     child_trust_factor: float = 0.03
     elitism: int = 0
@@ -91,7 +106,7 @@ class StrategyConfig:
     learning_rate_decay: float = 1.0
     # OpenES/PGPE noise: 0 = fresh normals each generation, else slices of a fixed table
     noise_table_size: int = 0
-    # lowrank_es: rank of each member's first-layer noise A B^T
+    # lowrank_es and the trust GA's lowrank mutation: rank of first-layer noise A B^T
     noise_rank: int = 1
     # fitness shaping of OpenES and PGPE (the GAs only use the order of fitness)
     shaping: Literal["centered_ranks", "normalized"] = "centered_ranks"
@@ -106,6 +121,9 @@ class TrainConfig:
     checkpoint_every: int = 50
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
+    # wall-clock budget in seconds (0: none): the run stops at the end of the
+    # generation that reaches it, checkpointed, with stop_reason max_seconds
+    max_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -151,7 +169,7 @@ class Config:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # DESIGN §1 as published in the post; the code's values are variants below.
+    # docs/algorithm.md as published in the post; the code's values are variants below.
     "genreg-paper": {"strategy": {"name": "trust_ga"}},
     "genreg-code": {
         "strategy": {
@@ -160,7 +178,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "trust_decay": 0.001,
             "decay_mode": "image",
             "mutation_prob": 0.15,
-            "crossover": True,
+            "crossover": "uniform",
             "child_trust": "parent_mean",
         }
     },
@@ -181,11 +199,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"images_per_class": 10, "num_generations": 3000, "eval_every": 10},
     },
 }
-
-
-def register_preset(name: str, overrides: Mapping[str, Any]) -> None:
-    """Add a preset (a nested mapping of overrides) so params.yaml can name it."""
-    PRESETS[name] = dict(overrides)
 
 
 def build_config(params: Mapping[str, Any] | None = None) -> Config:
@@ -343,6 +356,8 @@ _RANGES: list[tuple[str, float, float, bool, bool]] = [
     ("strategy.top_fraction", 0, 1, False, True),
     ("strategy.mutation_prob", 0, 1, True, True),
     ("strategy.mutation_scale", 0, float("inf"), True, True),
+    ("strategy.crossover_fraction", 0, 1, True, True),
+    ("strategy.self_adapt_tau", 0, 10, True, True),
     ("strategy.child_trust_factor", 0, float("inf"), True, True),
     ("strategy.elitism", 0, float("inf"), True, True),
     ("strategy.stdev_init", 0, float("inf"), False, True),
@@ -360,6 +375,7 @@ _RANGES: list[tuple[str, float, float, bool, bool]] = [
     ("train.val_images", 1, float("inf"), True, True),
     ("train.checkpoint_every", 1, float("inf"), True, True),
     ("train.threads", 0, 1024, True, True),
+    ("train.max_seconds", 0, float("inf"), True, True),
     ("evaluate.batch_size", 1, float("inf"), True, True),
     ("analyze.num_samples", 10, float("inf"), True, True),
     ("analyze.n_neighbors", 2, 200, True, True),

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from genreg.config import StrategyConfig
+from genreg.metric_names import TRAIN_ACCURACY_BEST, TRAIN_ACCURACY_MEAN, VAL_ACCURACY
 from genreg.model import BatchedMLP
 
 FitnessFn = Callable[[Tensor, Tensor, torch.Generator], Tensor]
@@ -61,7 +62,7 @@ class ClassificationTask:
     val_x: Tensor  # [V, I]
     val_y: Tensor  # [V]
     images_per_class: int
-    val_metric = "val_accuracy"
+    val_metric = VAL_ACCURACY
     higher_is_better = True
 
     def __post_init__(self) -> None:
@@ -97,8 +98,8 @@ class ClassificationTask:
     def batch_metrics(self, outputs: Tensor, target: Tensor) -> dict[str, float]:
         train_accuracy = (outputs.argmax(-1) == target).float().mean(-1)
         return {
-            "train_accuracy_best": train_accuracy.max().item(),
-            "train_accuracy_mean": train_accuracy.mean().item(),
+            TRAIN_ACCURACY_BEST: train_accuracy.max().item(),
+            TRAIN_ACCURACY_MEAN: train_accuracy.mean().item(),
         }
 
 
@@ -123,10 +124,19 @@ def predictions(logits: Tensor, sample: bool, rng: torch.Generator) -> Tensor:
     return (logits + gumbel).argmax(-1)  # Gumbel-max: a draw from softmax(logits)
 
 
+def class_margin(logits: Tensor, y: Tensor) -> Tensor:
+    """Logit of the true class minus the largest other logit [P, B]."""
+    true = logits.gather(-1, y.expand(logits.shape[0], -1).unsqueeze(-1)).squeeze(-1)
+    others = logits.scatter(-1, y.expand(logits.shape[0], -1).unsqueeze(-1), -torch.inf)
+    return true - others.amax(-1)
+
+
 def make_fitness_fn(cfg: StrategyConfig) -> FitnessFn:
     """fitness(logits [P, B, C], labels [B], rng) -> [P], higher is better."""
     if cfg.fitness == "accuracy":
         return lambda logits, y, rng: (logits.argmax(-1) == y).float().mean(-1)
+    if cfg.fitness == "margin":
+        return lambda logits, y, rng: torch.tanh(class_margin(logits, y)).mean(-1)
     if cfg.fitness == "neg_cross_entropy":
         return lambda logits, y, rng: (
             torch.log_softmax(logits, -1)

@@ -31,13 +31,14 @@ def test_paper_preset_is_the_published_constants() -> None:
         0.1,
         0.03,
     )
-    assert (s.crossover, s.elitism, s.predictions) == (False, 0, "sample")
+    assert (s.crossover, s.elitism, s.predictions) == ("none", 0, "sample")
     assert build_config({}).train.images_per_class == 20
 
 
 def test_code_preset_and_overrides_win_over_preset() -> None:
     cfg = build_config({"preset": "genreg-code", "strategy": {"mutation_prob": 0.2}})
-    assert cfg.strategy.reward_wrong == -2.5 and cfg.strategy.crossover
+    assert cfg.strategy.reward_wrong == -2.5
+    assert cfg.strategy.crossover == "uniform"
     assert cfg.strategy.mutation_prob == 0.2
 
 
@@ -75,8 +76,17 @@ def test_round_trip_through_dict() -> None:
             r"allowed: \['generation', 'image'\]",
         ),
         (
-            {"strategy": {"crossover": "yes"}},
-            r"strategy\.crossover: expected true or false",
+            {"strategy": {"mutate_crossovers": "yes"}},
+            r"strategy\.mutate_crossovers: expected true or false",
+        ),
+        (
+            {"strategy": {"crossover": True}},
+            r"strategy\.crossover: True is not allowed; "
+            r"allowed: \['none', 'uniform', 'unit'\]",
+        ),
+        (
+            {"strategy": {"crossover_fraction": 1.5}},
+            r"strategy\.crossover_fraction: 1\.5 is out of range; allowed: \[0, 1\]",
         ),
         ({"model": 3}, r"model: expected a section"),
         ({"preset": "nope"}, r"preset: unknown preset 'nope'"),
@@ -107,7 +117,7 @@ def test_parse_override() -> None:
         "strategy.mutation_scale",
         0.05,
     )
-    assert parse_override("strategy.crossover=true") == ("strategy.crossover", True)
+    assert parse_override("strategy.crossover=unit") == ("strategy.crossover", "unit")
     with pytest.raises(ConfigError, match="key=value"):
         parse_override("strategy.crossover")
 

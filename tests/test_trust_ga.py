@@ -15,11 +15,13 @@ from genreg.model import BatchedMLP
 from genreg.strategies.trust_ga import (
     TrustGA,
     TrustGAState,
+    UnitChildren,
     mutate_,
+    random_bits,
     select_parents,
     update_trust,
 )
-from genreg.task import make_fitness_fn
+from genreg.task import class_margin, make_fitness_fn
 
 
 def rng(seed: int = 0) -> torch.Generator:
@@ -35,15 +37,20 @@ def test_trust_update_decays_adds_and_clamps() -> None:
 
 def test_parents_come_from_the_top_fraction_in_proportion_to_trust() -> None:
     trust = torch.tensor([5.0, 1.0, 9.0, 3.0, 7.0, 0.0, 2.0, 4.0, 6.0, 8.0])
-    picks = select_parents(trust, 0.3, 30_000, by_trust=True, rng=rng())
+    picks = select_parents(trust, 3, 30_000, "trust", rng())
     assert set(picks.tolist()) <= {2, 9, 4}
     counts = torch.bincount(picks, minlength=10).float() / 30_000
     # weights are trust above the weakest parent (7): 9 -> 2, 8 -> 1, 7 -> 0
     assert counts[2].item() == pytest.approx(2 / 3, abs=0.02)
     assert counts[9].item() == pytest.approx(1 / 3, abs=0.02)
-    uniform = select_parents(trust, 0.3, 30_000, by_trust=False, rng=rng())
+    uniform = select_parents(trust, 3, 30_000, "uniform", rng())
     assert torch.bincount(uniform, minlength=10)[4].item() / 30_000 == pytest.approx(
         1 / 3, abs=0.02
+    )
+    # rank: weights 3, 2, 1 for the three most trusted
+    ranked = torch.bincount(select_parents(trust, 3, 30_000, "rank", rng()), None, 10)
+    assert (ranked[[2, 9, 4]] / 30_000).tolist() == pytest.approx(
+        [3 / 6, 2 / 6, 1 / 6], abs=0.02
     )
 
 
@@ -51,7 +58,8 @@ def test_child_trust_is_parent_trust_times_factor() -> None:
     cfg = StrategyConfig(population_size=4, top_fraction=0.25, mutation_prob=0.0)
     ga = TrustGA(cfg, num_params=3)
     genomes = torch.arange(12.0).view(4, 3)
-    state = TrustGAState(genomes, torch.tensor([1.0, 50.0, 2.0, 3.0]), generation=1)
+    trust = torch.tensor([1.0, 50.0, 2.0, 3.0])
+    state = TrustGAState(genomes, trust, torch.full((4,), 0.1), generation=1)
     children, new = ga.ask(state, rng())
     assert torch.equal(children, genomes[[1, 1, 1, 1]])  # mutation off: exact copies
     assert new.trust.tolist() == pytest.approx([1.5] * 4)
@@ -62,7 +70,7 @@ def test_crossover_and_parent_mean_trust() -> None:
         population_size=4,
         top_fraction=0.5,
         mutation_prob=0.0,
-        crossover=True,
+        crossover="uniform",
         child_trust="parent_mean",
         elitism=1,
     )
@@ -75,7 +83,8 @@ def test_crossover_and_parent_mean_trust() -> None:
             torch.full((1000,), 3.0),
         ]
     )
-    state = TrustGAState(genomes, torch.tensor([0.0, 10.0, 0.0, 20.0]), generation=1)
+    trust = torch.tensor([0.0, 10.0, 0.0, 20.0])
+    state = TrustGAState(genomes, trust, torch.full((4,), 0.1), generation=1)
     children, new = ga.ask(state, rng())
     assert torch.equal(children[0], genomes[3]) and new.trust[0] == 20.0  # the elite
     assert set(children[1:].unique().tolist()) <= {1.0, 3.0}
@@ -106,7 +115,9 @@ def test_tell_per_image_decay_matches_the_sequential_rule() -> None:
     fitness = make_fitness_fn(cfg)(logits, labels, rng())
     ga = TrustGA(cfg, num_params=1, images_per_generation=3)
     state, _ = ga.tell(
-        TrustGAState(torch.zeros(1, 1), torch.tensor([10.0])), None, fitness
+        TrustGAState(torch.zeros(1, 1), torch.tensor([10.0]), torch.ones(1)),
+        torch.zeros(1, 1),
+        fitness,
     )
     expected = 10.0
     for reward in (1.0, -1.0, 1.0):
@@ -139,3 +150,146 @@ def test_init_ranges() -> None:
     assert w1.abs().max() <= 0.5 and w2.abs().max() <= 0.5
     assert b1.abs().max() <= 0.1 and b2.abs().max() <= 0.1
     assert w1.std().item() == pytest.approx(1 / math.sqrt(12), rel=0.02)
+
+
+def scaled_ga(model: BatchedMLP, **knobs: object) -> TrustGA:
+    """A trust GA over `model` with the large-population knobs, plus `knobs`."""
+    base = {
+        "population_size": 40,
+        "top_fraction": 0.25,
+        "crossover": "unit",
+        "crossover_fraction": 0.5,
+        "mutation": "lowrank",
+        "mutation_scale": 0.05,
+        "child_trust": "parent_mean",
+        "elitism": 3,
+    }
+    cfg = StrategyConfig(**{**base, **knobs})
+    return TrustGA(cfg, model.num_params, 20, model)
+
+
+def pool_state(ga: TrustGA, model: BatchedMLP, seed: int = 0) -> TrustGAState:
+    """The state after one generation: a pool of the 10 most trusted of 40."""
+    gen = rng(seed)
+    state = ga.init(model.init(40, gen), gen)
+    population, state = ga.ask(state, gen)
+    state, _ = ga.tell(state, population, torch.randn(40, generator=gen))
+    return state
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_unit_children_forward_equals_their_dense_genomes(rank: int) -> None:
+    model = BatchedMLP(784, 16, 10)
+    ga = scaled_ga(model, noise_rank=rank, self_adapt_tau=0.1)
+    state = pool_state(ga, model)
+    assert len(state.genomes) == 10  # only the parent pool is kept
+    children, _ = ga.ask(state, rng(1))
+    assert isinstance(children, UnitChildren) and len(children) == 40
+    dense = children.dense()
+    x = torch.rand(7, 784, generator=rng(2))
+    torch.testing.assert_close(
+        children.forward(x), model.forward(dense, x), rtol=1e-4, atol=1e-4
+    )
+    rows = torch.tensor([5, 0, 33])
+    torch.testing.assert_close(children.dense(rows), dense[rows])
+    elites = state.genomes[torch.topk(state.trust, 3).indices]
+    assert torch.equal(dense[:3], elites)  # carried over unchanged, re-scored
+
+
+def test_unit_crossover_takes_each_hidden_unit_whole_from_one_parent() -> None:
+    model = BatchedMLP(6, 4, 3)
+    ga = scaled_ga(
+        model,
+        population_size=400,
+        crossover_fraction=1.0,
+        mutation_scale=0.0,
+        elitism=0,
+    )
+    pool = torch.stack([torch.zeros(model.num_params), torch.ones(model.num_params)])
+    state = TrustGAState(pool, torch.tensor([1.0, 1.0]), torch.zeros(2), 1)
+    children = ga.ask(state, rng())[0].dense()
+    w1, b1, w2, b2 = model.layers(children)
+    unit_value = w1[:, 0, :]  # [N, H]: each unit is all zeros or all ones
+    assert torch.equal(w1, unit_value.unsqueeze(1).expand_as(w1))
+    assert torch.equal(b1, unit_value)
+    assert torch.equal(w2, unit_value.unsqueeze(-1).expand_as(w2))
+    assert set(b2.unique().tolist()) <= {0.0, 1.0}
+    assert unit_value.mean().item() == pytest.approx(0.5, abs=0.05)
+
+
+def test_crossover_fraction_sets_the_share_of_crossed_children() -> None:
+    model = BatchedMLP(6, 32, 3)
+    ga = scaled_ga(
+        model,
+        population_size=2000,
+        crossover_fraction=0.3,
+        mutation_scale=0.0,
+        elitism=0,
+    )
+    pool = torch.stack([torch.zeros(model.num_params), torch.ones(model.num_params)])
+    state = TrustGAState(pool, torch.tensor([1.0, 1.0]), torch.zeros(2), 1)
+    w1 = model.layers(ga.ask(state, rng())[0].dense())[0]
+    mixed = (w1.amin((1, 2)) != w1.amax((1, 2))).float().mean().item()
+    # a crossed child of two different parents is mixed unless all 32 coins agree;
+    # half the crossings pair a parent with itself
+    assert mixed == pytest.approx(0.3 * 0.5, abs=0.03)
+
+
+def test_dense_mutation_moves_every_weight_by_the_genome_sigma() -> None:
+    cfg = StrategyConfig(population_size=50, top_fraction=0.02, mutation="dense")
+    ga = TrustGA(cfg, num_params=2000)
+    pool = torch.zeros(1, 2000)
+    state = TrustGAState(pool, torch.ones(1), torch.tensor([0.02]), 1)
+    children, _ = ga.ask(state, rng())
+    assert (children != 0).all()
+    assert children.std().item() == pytest.approx(0.02, rel=0.02)
+
+
+def test_self_adaptive_sigma_is_inherited_and_perturbed_log_normally() -> None:
+    cfg = StrategyConfig(
+        population_size=4000, top_fraction=0.001, self_adapt_tau=0.2, mutation="dense"
+    )
+    ga = TrustGA(cfg, num_params=10)
+    state = TrustGAState(torch.zeros(4, 10), torch.ones(4), torch.full((4,), 0.01), 1)
+    children, asked = ga.ask(state, rng())
+    log_ratio = torch.log(asked.sigma / 0.01)
+    assert log_ratio.mean().item() == pytest.approx(0.0, abs=0.02)
+    assert log_ratio.std().item() == pytest.approx(0.2, rel=0.05)
+    per_child = children.std(1) / asked.sigma  # each child mutated by its own sigma
+    assert per_child.median().item() == pytest.approx(1.0, rel=0.1)
+    told, metrics = ga.tell(asked, children, torch.arange(4000.0))
+    assert torch.equal(told.sigma, asked.sigma[3996:].flip(0))  # kept with genomes
+    assert metrics["mutation_scale"] == pytest.approx(asked.sigma.mean().item())
+
+
+def test_tell_keeps_the_most_trusted_as_the_pool_and_best() -> None:
+    cfg = StrategyConfig(population_size=10, top_fraction=0.3, child_trust_factor=1.0)
+    ga = TrustGA(cfg, num_params=2)
+    genomes = torch.arange(20.0).view(10, 2)
+    state = TrustGAState(genomes, torch.zeros(10), torch.ones(10))
+    fitness = torch.tensor([5.0, 1.0, 9.0, 3.0, 7.0, 0.0, 2.0, 4.0, 6.0, 8.0])
+    told, _ = ga.tell(state, genomes, fitness)
+    assert told.trust.tolist() == [9.0, 8.0, 7.0] and told.generation == 1
+    assert torch.equal(told.genomes, genomes[[2, 9, 4]])
+    assert torch.equal(ga.best(told), genomes[2])
+
+
+def test_random_bits_are_fair_coins() -> None:
+    bits = random_bits((300, 1001), rng())
+    assert bits.shape == (300, 1001) and bits.dtype == torch.bool
+    assert bits.float().mean().item() == pytest.approx(0.5, abs=0.005)
+    assert bits[:, -1].float().mean().item() == pytest.approx(0.5, abs=0.1)
+
+
+def test_margin_fitness_is_the_squashed_true_class_lead() -> None:
+    logits = torch.tensor([[[3.0, 1.0, 0.0], [0.0, 2.0, 2.5]]])  # [P=1, B=2, C=3]
+    labels = torch.tensor([0, 1])
+    assert class_margin(logits, labels).tolist() == [[2.0, -0.5]]
+    fitness = make_fitness_fn(StrategyConfig(fitness="margin"))(logits, labels, rng())
+    expected = (math.tanh(2.0) + math.tanh(-0.5)) / 2
+    assert fitness.item() == pytest.approx(expected)
+
+
+def test_unit_crossover_needs_the_model() -> None:
+    with pytest.raises(ValueError, match="crossover: unit"):
+        TrustGA(StrategyConfig(crossover="unit"), num_params=10)

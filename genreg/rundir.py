@@ -13,26 +13,26 @@ Its files, named here and nowhere else:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RunDir:
     """The paths of one run folder `root`; every other module asks this for them."""
 
     root: Path
-    checkpoints: Path = field(init=False)
-    last: Path = field(init=False)
-    best: Path = field(init=False)
-    metrics: Path = field(init=False)
-    val_curve: Path = field(init=False)
-    summary: Path = field(init=False)
-    mlflow_run_id: Path = field(init=False)
-    mlflow_pending: Path = field(init=False)
+    checkpoints: Path
+    last: Path
+    best: Path
+    metrics: Path
+    val_curve: Path
+    summary: Path
+    mlflow_run_id: Path
+    mlflow_pending: Path
 
-    def __post_init__(self) -> None:
-        root = Path(self.root)
+    def __init__(self, root: Path) -> None:
+        root = Path(root)
         checkpoints = root / "checkpoints"
         paths = {
             "root": root,

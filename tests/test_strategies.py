@@ -225,7 +225,8 @@ def test_peers_table_at_tiny_size(prepared_mnist: Path, load_benchmark) -> None:
     assert len(rows) == (2 if importlib.util.find_spec("evotorch") else 1)
     for row in rows:
         assert row["generations"] >= 2
-        assert 0.0 <= row["test@2s"] <= 1.0
+        # the test score is of the genome the validation picked: close to its score
+        assert row["test@2s"] == pytest.approx(row["val@2s"], abs=0.15)
         assert row["val@2s"] >= row["val@1s"] > 0.0
     assert "t90_s" in peers.format_table(rows)
 

@@ -3,6 +3,10 @@
 Two kinds: a run checkpoint (strategy state, RNG states, history, best genome, config:
 everything `--resume` needs) and a genome file (one network's weights plus its shape,
 config and provenance: what evaluation, analysis and serving load).
+
+Both are byte-reproducible: the same params and seed give identical files (fixed zip
+timestamps, and no wall-clock timings inside; those live in metrics.csv and
+summary.json), so a forced `dvc repro` leaves their hashes in dvc.lock unchanged.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from genreg.atomic import atomic_file
+from genreg.atomic import write_npz_atomic
+from genreg.metric_names import SECONDS_PER_GENERATION
 from genreg.model import BatchedMLP
 from genreg.runner import RunState
 from genreg.strategies.base import state_arrays, state_from_arrays
 
 FORMAT_VERSION = 2  # 2: best_val_accuracy became best_val_score
+# history keys that measure the machine, not the run: never written into a checkpoint
+TIMING_KEYS = (SECONDS_PER_GENERATION,)
 
 
 class CheckpointError(ValueError):
@@ -30,12 +37,6 @@ class CheckpointError(ValueError):
 
     The message names the file.
     """
-
-
-def write_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write arrays to `path` via a temp file in the same folder and atomic rename."""
-    with atomic_file(path) as handle:
-        np.savez(handle, **arrays)
 
 
 def read_npz(path: Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -71,7 +72,7 @@ def save_run(path: Path, state: RunState, config: Mapping[str, Any]) -> None:
         "generation": np.array(state.generation),
         "best_val_score": np.array(state.best_val_score),
         "best_generation": np.array(state.best_generation),
-        "history_json": _text(json.dumps(state.history)),
+        "history_json": _text(json.dumps(_without_timings(state.history))),
     }
     if state.best_genome is not None:
         arrays["best_genome"] = state.best_genome.cpu().numpy()
@@ -80,6 +81,10 @@ def save_run(path: Path, state: RunState, config: Mapping[str, Any]) -> None:
     for name, rng in state.rngs.items():
         arrays[f"rng/{name}"] = rng.get_state().numpy()
     write_npz_atomic(path, arrays)
+
+
+def _without_timings(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in history]
 
 
 def load_run(

@@ -13,11 +13,11 @@ import json
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from genreg.atomic import atomic_file
+from genreg.atomic import write_npz_atomic
 
 
 class DataError(ValueError):
@@ -67,7 +67,7 @@ CLASS_NAMES = {
         "Ankle boot",
     ],
 }
-TORCHVISION_CLASS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+DISPLAY_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 _COUNTS = {"train": 60000, "test": 10000}
 _IDX_DTYPES = {8: "u1", 9: "i1", 11: ">i2", 12: ">i4", 13: ">f4", 14: ">f8"}
 SPLITS = ("train", "val", "test")
@@ -116,17 +116,34 @@ def read_idx(path: str | Path) -> np.ndarray:
     return _parse_idx(path, _read_bytes(path))
 
 
-def _find_idx(folder: Path, name: str) -> Path | None:
+def find_idx(folder: Path, name: str) -> Path | None:
+    """`folder/name` or `folder/name.gz`, whichever exists, else None."""
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
             return candidate
     return None
 
 
-def _load_checked(path: Path, dataset: str, split: str, images: bool) -> np.ndarray:
+def read_checked(path: Path, dataset: str) -> bytes:
+    """The uncompressed bytes of an official IDX file; DataError if its md5 differs."""
     data = _read_bytes(path)
+    check_md5(path, dataset, path.name.removesuffix(".gz"), data)
+    return data
+
+
+def check_md5(where: Path | str, dataset: str, name: str, data: bytes) -> None:
+    """DataError naming `where` unless `data` is the official content of `name`."""
+    digest = hashlib.md5(data).hexdigest()
+    if digest != KNOWN_MD5[dataset][name]:
+        raise DataError(
+            f"{where}: md5 of the uncompressed content is {digest}, expected "
+            f"{KNOWN_MD5[dataset][name]} ({dataset} {name})"
+        )
+
+
+def _load_checked(path: Path, dataset: str, split: str, images: bool) -> np.ndarray:
+    data = read_checked(path, dataset)
     array = _parse_idx(path, data)
-    name = path.name.removesuffix(".gz")
     expected = (_COUNTS[split], 28, 28) if images else (_COUNTS[split],)
     if array.dtype != np.uint8 or array.shape != expected:
         raise DataError(
@@ -134,17 +151,11 @@ def _load_checked(path: Path, dataset: str, split: str, images: bool) -> np.ndar
         )
     if not images and array.max(initial=0) > 9:
         raise DataError(f"{path}: labels must be in 0..9, found {int(array.max())}")
-    digest = hashlib.md5(data).hexdigest()
-    if digest != KNOWN_MD5[dataset][name]:
-        raise DataError(
-            f"{path}: md5 of the uncompressed content is {digest}, expected "
-            f"{KNOWN_MD5[dataset][name]} ({dataset} {name})"
-        )
     return array
 
 
 def _load_folder(folder: Path, dataset: str) -> tuple[tuple[np.ndarray, ...], ...]:
-    paths = {key: _find_idx(folder, name) for key, name in IDX_NAMES.items()}
+    paths = {key: find_idx(folder, name) for key, name in IDX_NAMES.items()}
     missing = [IDX_NAMES[k] for k, p in paths.items() if p is None]
     if missing:
         raise DataError(
@@ -162,33 +173,16 @@ def _load_folder(folder: Path, dataset: str) -> tuple[tuple[np.ndarray, ...], ..
 
 
 def load_raw(
-    dataset: str, source_dir: Path | None, download: bool, raw_root: Path
+    dataset: str, folder: str | Path
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """((train images [60000, 28, 28], labels [60000]), (test ..., [10000])), checked.
 
-    Reads the four IDX files from `source_dir` if given, else from torchvision's layout
-    under `raw_root` (downloading there only when `download` is true).
+    Reads the four official IDX files (each gzipped or not) from `folder`; any file
+    whose uncompressed md5 differs from the published one is rejected.
     """
     if dataset not in KNOWN_MD5:
         raise DataError(f"unknown IDX dataset {dataset!r}; known: {sorted(KNOWN_MD5)}")
-    if source_dir is not None:
-        return _load_folder(Path(source_dir), dataset)
-    cls_name = TORCHVISION_CLASS[dataset]
-    folder = Path(raw_root) / cls_name / "raw"
-    found = all(_find_idx(folder, name) for name in IDX_NAMES.values())
-    if not found and not download:
-        raise DataError(
-            f"{folder}: no {dataset} files; pass --download (data.download: true) "
-            "or set data.source_dir / GENREG_DATA_DIR to a folder of the four IDX files"
-        )
-    if not found:
-        import torchvision.datasets  # heavy import, only on the download path
-
-        for train in (True, False):
-            getattr(torchvision.datasets, cls_name)(
-                root=raw_root, train=train, download=True
-            )
-    return _load_folder(folder, dataset)
+    return _load_folder(Path(folder), dataset)
 
 
 def carve_validation(
@@ -247,23 +241,11 @@ def check_split(
         raise DataError(f"{name}: labels must be in {limit}, found {low}..{high}")
 
 
-def _write_npz(f: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
-    # np.savez stamps members with the current time; a fixed one makes equal data give
-    # equal bytes, so DVC sees an unchanged output and skips the stages downstream.
-    with zipfile.ZipFile(f, "w") as archive:
-        for key, array in arrays.items():
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with archive.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(array))
-
-
 def save_split(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write images uint8 [N, H, W] and labels int64 [N] to `path` (.npz) atomically."""
     path = Path(path)
     check_split(str(path), images, labels)
-    with atomic_file(path) as f:
-        _write_npz(f, {"images": images, "labels": labels})
+    write_npz_atomic(path, {"images": images, "labels": labels}, compress=True)
 
 
 def load_split(path: str | Path, num_classes: int | None = None) -> Split:

@@ -64,13 +64,21 @@ def run(
     callbacks: Sequence[Callback] = (),
     checkpoint_fn: Callable[[RunState], None] | None = None,
     checkpoint_every: int = 0,
+    max_seconds: float = 0.0,
 ) -> RunState:
-    """Evolve until `num_generations` are done, continuing from `state.generation`."""
+    """Evolve until `num_generations` are done, continuing from `state.generation`.
+
+    With `max_seconds` > 0 the loop also stops after the first generation that ends
+    that many seconds after this call began; that generation is validated and
+    checkpointed like the last one, and `state.generation` tells where it stopped.
+    """
+    began = time.perf_counter()
     while state.generation < num_generations:
         gen = state.generation
         started = time.perf_counter()
         metrics = step(strategy, task, fitness_fn, state)
-        last = gen + 1 == num_generations
+        out_of_time = max_seconds > 0 and time.perf_counter() - began >= max_seconds
+        last = gen + 1 == num_generations or out_of_time
         if (gen + 1) % eval_every == 0 or last:
             metrics.update(_validate(strategy, task, state, gen))
         metrics["seconds_per_generation"] = time.perf_counter() - started
@@ -82,6 +90,8 @@ def run(
             last or (checkpoint_every and state.generation % checkpoint_every == 0)
         ):
             checkpoint_fn(state)
+        if out_of_time:
+            break
     return state
 
 

@@ -25,9 +25,9 @@ from prefect.utilities.hashing import hash_objects
 from genreg.analysis import ensure_numba_cache
 from genreg.config import Config, ConfigError, build_config, load_params, unflatten
 from genreg.datasets import DataError
+from genreg.fetch import resolve_source_dir
 from genreg.metric_names import BEST_VAL_ACCURACY, VAL_ACCURACY
 from genreg.rundir import RunDir
-from genreg.stages.prepare import resolve_source_dir
 
 NIGHTLY_CRON = "0 2 * * *"
 

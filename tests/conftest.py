@@ -1,6 +1,10 @@
 """Shared fixtures: tiny configs, and real MNIST.
 
-MNIST comes from ../shared/data/mnist (or GENREG_DATA_DIR).
+MNIST is found the way `genreg fetch` finds it: the repo's data/raw/mnist if it holds
+the official files, else copied there from GENREG_DATA_DIR, else downloaded there. If
+none of these works the MNIST tests fail with one line naming the ways out. Tests that
+need only a few images use `small_mnist`: 600 real MNIST images committed in
+tests/data/mnist-small.npz (made by tests/data/make_mnist_small.py).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+RAW_ROOT = ROOT / "data" / "raw"  # where `make run` (the fetch stage) keeps raw data
+SMALL_MNIST = ROOT / "tests" / "data" / "mnist-small.npz"
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -32,16 +38,15 @@ def _mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    """The folder of the four official MNIST IDX files (gzipped)."""
-    path = Path(
-        os.environ.get("GENREG_DATA_DIR", ROOT.parent / "shared" / "data" / "mnist")
-    )
-    if (
-        not (path / "train-images-idx3-ubyte.gz").exists()
-        and not (path / "train-images-idx3-ubyte").exists()
-    ):
-        pytest.fail(f"MNIST IDX files not found in {path}; set GENREG_DATA_DIR")
-    return path
+    """The folder of the four official MNIST IDX files: the repo's data/raw/mnist."""
+    from genreg.config import DataConfig
+    from genreg.datasets import DataError
+    from genreg.fetch import fetch
+
+    try:
+        return fetch(DataConfig(), RAW_ROOT)
+    except DataError as exc:
+        pytest.fail(f"MNIST for the tests: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +56,34 @@ def prepared_mnist(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     from genreg.stages.prepare import prepare
 
     out = tmp_path_factory.mktemp("prepared")
-    prepare(DataConfig(source_dir=str(mnist_dir)), out)
+    prepare(DataConfig(), out, raw_dir=mnist_dir.parent)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared folder of real MNIST in miniature: 400 train, 100 val, 100 test.
+
+    Built from the committed tests/data/mnist-small.npz, so it needs no download.
+    """
+    import numpy as np
+
+    from genreg.datasets import CLASS_NAMES, Split, carve_validation
+    from genreg.stages.prepare import write_prepared
+
+    with np.load(SMALL_MNIST) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    train, val = carve_validation(
+        arrays["train_images"], arrays["train_labels"], 100, seed=0, stratify=True
+    )
+    splits = {
+        "train": train,
+        "val": val,
+        "test": Split(arrays["test_images"], arrays["test_labels"]),
+    }
+    info = {"dataset": "mnist", "class_names": CLASS_NAMES["mnist"], "val_size": 100}
+    out = tmp_path_factory.mktemp("small_mnist")
+    write_prepared(out, splits, {**info, "split_seed": 0, "sources": {}})
     return out
 
 

@@ -103,11 +103,11 @@ def test_missing_data_is_reported(
 
 
 def test_corrupt_checkpoint_is_reported_and_kept(
-    capsys: pytest.CaptureFixture[str], prepared_mnist: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], small_mnist: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
     code, _ = run_cli(
-        capsys, "train", "--data", str(prepared_mnist), "--out", str(run), *TINY
+        capsys, "train", "--data", str(small_mnist), "--out", str(run), *TINY
     )
     assert code == 0
     best = run / "checkpoints" / "best.npz"
@@ -119,7 +119,7 @@ def test_corrupt_checkpoint_is_reported_and_kept(
         capsys,
         "evaluate",
         "--data",
-        str(prepared_mnist),
+        str(small_mnist),
         "--checkpoint",
         str(best),
         "--out",
@@ -130,7 +130,7 @@ def test_corrupt_checkpoint_is_reported_and_kept(
         capsys,
         "train",
         "--data",
-        str(prepared_mnist),
+        str(small_mnist),
         "--out",
         str(run),
         "--resume",
@@ -142,7 +142,7 @@ def test_corrupt_checkpoint_is_reported_and_kept(
         capsys,
         "evaluate",
         "--data",
-        str(prepared_mnist),
+        str(small_mnist),
         "--checkpoint",
         str(tmp_path / "none.npz"),
         "--out",
@@ -152,20 +152,20 @@ def test_corrupt_checkpoint_is_reported_and_kept(
 
 
 def test_train_then_evaluate(
-    capsys: pytest.CaptureFixture[str], prepared_mnist: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], small_mnist: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
     assert (
-        run_cli(
-            capsys, "train", "--data", str(prepared_mnist), "--out", str(run), *TINY
-        )[0]
+        run_cli(capsys, "train", "--data", str(small_mnist), "--out", str(run), *TINY)[
+            0
+        ]
         == 0
     )
     code, text = run_cli(
         capsys,
         "evaluate",
         "--data",
-        str(prepared_mnist),
+        str(small_mnist),
         "--checkpoint",
         str(run / "checkpoints" / "best.npz"),
         "--out",
@@ -173,3 +173,16 @@ def test_train_then_evaluate(
     )
     assert code == 0 and "test_accuracy" in text
     assert (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_train_max_seconds_flag(
+    capsys: pytest.CaptureFixture[str], small_mnist: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(small_mnist), "--out", str(run), *TINY]
+    code, text = run_cli(
+        capsys, *argv, "--max-seconds", "0.5", "-S", "train.num_generations=100000"
+    )
+    assert code == 0 and '"stop_reason": "max_seconds"' in text
+    code, text = run_cli(capsys, *argv, "--max-seconds", "-1", "--overwrite")
+    assert code == 2 and "train.max_seconds: -1.0 is out of range" in text

@@ -51,11 +51,14 @@ def repo(tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     shutil.copytree(ROOT / "dvc_plots", repo / "dvc_plots", ignore=ignore)
     for name in ("params.yaml", "dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
-    set_params(repo, {**TINY, ("data", "source_dir"): str(mnist_dir)})
+    set_params(repo, TINY)
     monkeypatch.chdir(repo)
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.delenv("GENREG_DATA_DIR", raising=False)
+    monkeypatch.setenv("GENREG_DATA_DIR", str(mnist_dir))  # as .ci/run does
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "genreg tests")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "tests@genreg.invalid")
     run("git", "init", "-q")
     run("dvc", "init", "-q")
     run("dvc", "remote", "add", "-d", "local", str(tmp_path / "remote"))
@@ -71,17 +74,33 @@ def run(*args: str) -> str:
 
 def ran(output: str) -> set[str]:
     return {
-        s for s in ("prepare", "train", "evaluate") if f"Running stage '{s}'" in output
+        s
+        for s in ("fetch", "prepare", "train", "evaluate")
+        if f"Running stage '{s}'" in output
     }
 
 
-def test_repro_noop_rerun_and_push_pull(repo: Path) -> None:
-    assert ran(run("dvc", "repro")) == {"prepare", "train", "evaluate"}
+def test_repro_noop_rerun_and_push_pull(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ran(run("dvc", "repro")) == {"fetch", "prepare", "train", "evaluate"}
+    lock = (repo / "dvc.lock").read_text()
+    assert str(repo.parent) not in lock and "GENREG_DATA_DIR" not in lock
     best = repo / "runs" / "train" / "checkpoints" / "best.npz"
     assert best.exists() and (repo / "runs" / "evaluate" / "metrics.json").exists()
     assert (repo / "runs" / "train" / "mlflow_run_id").exists()
     assert "up to date" in run("dvc", "status")
     assert ran(run("dvc", "repro")) == set()
+    # an experiment in a temporary copy (as queued ones run) finds the raw data in
+    # the DVC cache: no GENREG_DATA_DIR, no network, no absolute path needed
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "pipeline")  # experiments start from a commit
+    monkeypatch.delenv("GENREG_DATA_DIR")
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    assert "Running stage 'train'" in run(
+        "dvc", "exp", "run", "--temp", "-S", "train.num_generations=2"
+    )
     run(
         "dvc", "plots", "show", "--html-template", "dvc_plots/template.html", "-o", "pl"
     )
@@ -125,4 +144,4 @@ def test_params_yaml_lists_every_config_key_with_its_default() -> None:
     assert sorted(set(defaults) - set(written)) == []
     loaded = load_params(ROOT / "params.yaml").flat()
     changed = {k for k in defaults if loaded[k] != defaults[k]}
-    assert changed == {"data.source_dir"}  # the genreg-paper values, plus the data path
+    assert changed == set()  # params.yaml holds the genreg-paper values, no paths

@@ -1,10 +1,17 @@
-"""Data layer and prepare stage: real MNIST, checksums, atomic outputs, alphabet."""
+"""Data layer, fetch and prepare stages: real MNIST, checksums, atomic outputs,
+downloads from a local HTTP mirror, the alphabet."""
 
 from __future__ import annotations
 
+import functools
 import gzip
+import http.server
 import json
 import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +37,10 @@ from genreg.datasets import (
     read_idx,
     save_split,
 )
-from genreg.stages.prepare import prepare, resolve_source_dir
+from genreg.fetch import fetch, is_complete, resolve_source_dir
+from genreg.stages.prepare import prepare
 
-# from ../shared/data/mnist/README.md
+# published sanity figures of the official MNIST training set
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 FASHION_DIR = Path(
     "/usr/share/datasets/fashion-mnist"
@@ -49,15 +57,22 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def _tampered_copy(mnist_dir: Path, dest: Path) -> Path:
-    """The four files, with one label of train-labels changed (still in 0..9)."""
+def _gzipped_copy(mnist_dir: Path, dest: Path) -> Path:
+    """The four files gzipped, as the mirrors serve them."""
     dest.mkdir()
     for name in datasets.IDX_NAMES.values():
-        (dest / f"{name}.gz").symlink_to(mnist_dir / f"{name}.gz")
+        (dest / f"{name}.gz").write_bytes(
+            gzip.compress((mnist_dir / name).read_bytes(), compresslevel=1, mtime=0)
+        )
+    return dest
+
+
+def _tampered_copy(mnist_dir: Path, dest: Path) -> Path:
+    """The four files gzipped, with one label of train-labels changed (still 0..9)."""
+    _gzipped_copy(mnist_dir, dest)
     target = dest / "train-labels-idx1-ubyte.gz"
     data = bytearray(gzip.decompress(target.read_bytes()))
     data[8 + 100] = (data[8 + 100] + 1) % 10
-    target.unlink()
     target.write_bytes(gzip.compress(bytes(data)))
     return dest
 
@@ -89,7 +104,7 @@ def test_prepared_mnist_shapes_counts_and_meta(prepared_mnist: Path) -> None:
 
 
 def test_split_is_seeded_and_disjoint(mnist_dir: Path) -> None:
-    labels = read_idx(mnist_dir / "train-labels-idx1-ubyte.gz").astype(np.int64)
+    labels = read_idx(mnist_dir / "train-labels-idx1-ubyte").astype(np.int64)
     index = np.arange(len(labels))  # carve indices so membership is visible
     train, val = carve_validation(index, labels, 5000, seed=3)
     again_train, again_val = carve_validation(index, labels, 5000, seed=3)
@@ -111,20 +126,25 @@ def test_split_is_seeded_and_disjoint(mnist_dir: Path) -> None:
 def test_prepare_is_deterministic(
     prepared_mnist: Path, mnist_dir: Path, tmp_path: Path
 ) -> None:
-    meta = prepare(DataConfig(source_dir=str(mnist_dir)), tmp_path / "again")
+    meta = prepare(DataConfig(), tmp_path / "again", raw_dir=mnist_dir.parent)
     assert meta["sha256"] == load_meta(prepared_mnist)["sha256"]
 
 
-def test_md5_rejects_tampered_copy(mnist_dir: Path, tmp_path: Path) -> None:
+def test_md5_rejects_tampered_copy(
+    no_env: None, mnist_dir: Path, tmp_path: Path
+) -> None:
     folder = _tampered_copy(mnist_dir, tmp_path / "tampered")
     with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz.*md5") as info:
-        load_raw("mnist", folder, False, tmp_path / "raw")
+        load_raw("mnist", folder)
     assert "a25bea736e30d166cdddb491f175f624" in str(info.value)  # the expected md5
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz.*md5"):
+        fetch(DataConfig(source_dir=str(folder)), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
 
 
 def test_truncated_and_malformed_idx_rejected(mnist_dir: Path, tmp_path: Path) -> None:
-    data = gzip.decompress((mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())
-    assert read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz").shape == (10000,)
+    data = (mnist_dir / "t10k-labels-idx1-ubyte").read_bytes()
+    assert read_idx(mnist_dir / "t10k-labels-idx1-ubyte").shape == (10000,)
     cut = tmp_path / "t10k-labels-idx1-ubyte"
     cut.write_bytes(data[:5000])
     with pytest.raises(DataError, match=f"{cut}.*truncated"):
@@ -139,34 +159,95 @@ def test_truncated_and_malformed_idx_rejected(mnist_dir: Path, tmp_path: Path) -
         read_idx(bad)
 
 
-def test_no_data_without_download_is_an_error(
-    no_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with pytest.raises(DataError, match="--download.*GENREG_DATA_DIR"):
-        prepare(DataConfig(), tmp_path / "out", raw_dir=tmp_path / "raw")
-    assert not (tmp_path / "out").exists()
-    monkeypatch.setenv("GENREG_DATA_DIR", str(tmp_path / "env"))
-    assert resolve_source_dir(DataConfig(source_dir="elsewhere")) == tmp_path / "env"
+@pytest.fixture
+def mirror(mnist_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """A local HTTP server serving the gzipped MNIST files, as the mirrors do."""
+    folder = _gzipped_copy(mnist_dir, tmp_path / "mirror")
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(folder)
+    )
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
 
 
-def test_reads_torchvision_layout_without_download(
-    mnist_dir: Path, tmp_path: Path
+def _closed_port_url() -> str:
+    server = http.server.HTTPServer(
+        ("127.0.0.1", 0), http.server.BaseHTTPRequestHandler
+    )
+    port = server.server_port
+    server.server_close()  # nothing listens there now: connection refused
+    return f"http://127.0.0.1:{port}/"
+
+
+def test_fetch_downloads_checks_and_keeps(
+    no_env: None, mirror: str, mnist_dir: Path, tmp_path: Path
 ) -> None:
-    raw = tmp_path / "raw" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name in datasets.IDX_NAMES.values():
-        (raw / f"{name}.gz").symlink_to(mnist_dir / f"{name}.gz")
-    (_, _), (test_x, test_y) = load_raw("mnist", None, False, tmp_path / "raw")
-    assert test_x.shape == (10000, 28, 28) and test_y.shape == (10000,)
+    folder = fetch(DataConfig(), tmp_path / "raw", mirrors=[_closed_port_url(), mirror])
+    assert folder == tmp_path / "raw" / "mnist" and is_complete(folder, "mnist")
+    assert _files(folder) == _files(mnist_dir)  # stored uncompressed, as published
+    # a complete folder is kept as it is: no mirror needed the second time
+    assert fetch(DataConfig(), tmp_path / "raw", mirrors=[_closed_port_url()]) == folder
+    _, (test_x, _) = load_raw("mnist", folder)
+    assert test_x.shape == (10000, 28, 28)
+
+
+def test_fetch_copies_from_the_env_folder(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gz = _gzipped_copy(mnist_dir, tmp_path / "gz")
+    monkeypatch.setenv("GENREG_DATA_DIR", str(gz))
+    assert resolve_source_dir(DataConfig(source_dir="elsewhere")) == gz
+    folder = fetch(DataConfig(source_dir="elsewhere"), tmp_path / "raw", mirrors=[])
+    assert _files(folder) == _files(mnist_dir)  # same bytes whatever the gzip wrapper
+
+
+def test_fetch_rejects_a_mirror_serving_other_bytes(
+    no_env: None, mnist_dir: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad"
+    _tampered_copy(mnist_dir, bad)
+    url = bad.as_uri() + "/"  # urllib reads file:// URLs like any mirror
+    with pytest.raises(DataError, match="official train-labels.*md5"):
+        fetch(DataConfig(), tmp_path / "raw", mirrors=[url])
+    assert not (tmp_path / "raw").exists()
+
+
+def test_offline_without_a_local_copy_is_one_clear_line(
+    no_env: None, tmp_path: Path
+) -> None:
+    """What `make run` prints on a fresh offline machine; nothing is written."""
+    done = subprocess.run(
+        [sys.executable, "-m", "genreg.adapters.cli", "fetch", "--raw-dir", "raw"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "http_proxy": "http://127.0.0.1:9",
+            "https_proxy": "http://127.0.0.1:9",
+        },
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("genreg fetch: error: raw/mnist: MNIST not found: set")
+    assert "GENREG_DATA_DIR" in line and "connect to the internet" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    with pytest.raises(DataError, match="MNIST not found.*data.download is false"):
+        prepare(DataConfig(download=False), tmp_path / "out", raw_dir=tmp_path / "raw")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(
     not FASHION_DIR.is_dir(), reason="apt package dataset-fashion-mnist"
 )
 def test_fashion_mnist_md5s() -> None:
-    (train_x, train_y), (test_x, _) = load_raw(
-        "fashion-mnist", FASHION_DIR, False, Path(".")
-    )
+    (train_x, train_y), (test_x, _) = load_raw("fashion-mnist", FASHION_DIR)
     assert train_x.shape == (60000, 28, 28) and test_x.shape == (10000, 28, 28)
     assert np.bincount(train_y).tolist() == [6000] * 10
 
@@ -184,6 +265,7 @@ def test_failed_prepare_leaves_outputs_untouched(
     tampered = _tampered_copy(mnist_dir, tmp_path / "tampered")
     with pytest.raises(DataError):
         prepare(DataConfig(source_dir=str(tampered), val_size=100), out)
+    assert not (tmp_path / "raw").exists()
     real_save = datasets.save_split
 
     def fail_on_test(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
@@ -193,7 +275,7 @@ def test_failed_prepare_leaves_outputs_untouched(
 
     monkeypatch.setattr("genreg.stages.prepare.save_split", fail_on_test)
     with pytest.raises(OSError, match="disk full"):
-        prepare(DataConfig(source_dir=str(mnist_dir), val_size=100), out)
+        prepare(DataConfig(val_size=100), out, raw_dir=mnist_dir.parent)
     assert _files(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tampered"]
 

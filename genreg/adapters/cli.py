@@ -16,19 +16,21 @@ from genreg.checkpoint import CheckpointError
 from genreg.config import Config, ConfigError, load_params, parse_override
 from genreg.datasets import DataError
 
-COMMANDS = ("prepare", "train", "evaluate", "analyze", "serve", "tune")
+COMMANDS = ("fetch", "prepare", "train", "evaluate", "analyze", "serve", "tune")
 
 DESCRIPTION = """\
 GENREG: gradient-free training of neural networks by trust-based evolution.
 
-The pipeline is prepare -> train -> evaluate; every stage reads params.yaml
-(sections data, model, strategy, train, evaluate, analyze) and accepts
--S key=value overrides, e.g. -S strategy.mutation_scale=0.05.
+The pipeline is fetch -> prepare -> train -> evaluate -> analyze; every stage
+reads params.yaml (sections data, model, strategy, train, evaluate, analyze) and
+accepts -S key=value overrides, e.g. -S strategy.mutation_scale=0.05.
 
 examples:
-  genreg prepare                         # MNIST from data.source_dir / GENREG_DATA_DIR
-  genreg prepare --download              # fetch MNIST with torchvision
+  genreg fetch                           # MNIST into data/raw/mnist: downloaded, or
+                                         # copied from GENREG_DATA_DIR if set
+  genreg prepare                         # split it into data/prepared
   genreg train -S train.num_generations=50
+  genreg train --max-seconds 600         # stop after ten minutes, checkpointed
   genreg train --resume                  # continue an interrupted run exactly
   genreg evaluate                        # best genome on the test set, numpy on the CPU
 """

@@ -1,5 +1,9 @@
 """Prepare stage: raw IDX files or fonts in; checked train/val/test .npz, meta.json out.
 
+The raw IDX files are read from `raw_dir/<dataset>` (data/raw/mnist in the pipeline,
+the `fetch` stage's output); when that folder is not there yet it is fetched first
+(`genreg.fetch`: copied from GENREG_DATA_DIR / data.source_dir, or downloaded).
+
 Outputs in `out_dir`: train.npz, val.npz, test.npz (see `genreg.datasets.save_split`)
 and meta.json. Everything is built and checked in a temporary folder beside `out_dir`
 first; only then are the files moved into place (meta.json last), so a failed run leaves
@@ -30,22 +34,13 @@ from genreg.datasets import (
     save_split,
     sha256_file,
 )
-
-DATA_DIR_ENV = "GENREG_DATA_DIR"
-
-
-def resolve_source_dir(cfg: DataConfig) -> Path | None:
-    """GENREG_DATA_DIR if set, else data.source_dir, else None (torchvision layout)."""
-    value = os.environ.get(DATA_DIR_ENV) or cfg.source_dir
-    return Path(value).expanduser() if value else None
+from genreg.fetch import fetch
 
 
 def _idx_splits(
     cfg: DataConfig, raw_root: Path
 ) -> tuple[dict[str, Split], dict[str, Any]]:
-    (train_x, train_y), (test_x, test_y) = load_raw(
-        cfg.dataset, resolve_source_dir(cfg), cfg.download, raw_root
-    )
+    (train_x, train_y), (test_x, test_y) = load_raw(cfg.dataset, fetch(cfg, raw_root))
     train, val = carve_validation(
         train_x, train_y.astype(np.int64), cfg.val_size, cfg.split_seed
     )
@@ -91,8 +86,9 @@ def prepare(
 ) -> dict[str, Any]:
     """Write out_dir/{train,val,test}.npz and meta.json; return the meta dict.
 
-    `raw_dir` is where downloads go (torchvision layout); it defaults to
-    `out_dir.parent / "raw"`. Raises DataError (and writes nothing) on bad input.
+    `raw_dir` holds the raw files, one folder per dataset (see `genreg.fetch`); it
+    defaults to `out_dir.parent / "raw"`. Raises DataError (and writes nothing) on bad
+    input.
     """
     out_dir = Path(out_dir)
     if cfg.dataset == "alphabet":
@@ -100,14 +96,37 @@ def prepare(
     else:
         raw_root = Path(raw_dir) if raw_dir is not None else out_dir.parent / "raw"
         splits, extra = _idx_splits(cfg, raw_root)
-    num_classes = len(extra["class_names"])
-    for name, split in splits.items():
-        check_split(
-            f"{cfg.dataset} {name} split", split.images, split.labels, num_classes
-        )
-    meta: dict[str, Any] = {
+    info: dict[str, Any] = {
         "dataset": cfg.dataset,
         "class_names": extra["class_names"],
+        "val_size": cfg.val_size if cfg.dataset != "alphabet" else None,
+        "split_seed": cfg.split_seed,
+        "sources": extra["sources"],
+    }
+    if "fonts" in extra:
+        info["fonts"] = extra["fonts"]
+        info["alphabet"] = {
+            k: v for k, v in vars(cfg.alphabet).items() if not k.endswith("_fonts")
+        }
+    return write_prepared(out_dir, splits, info)
+
+
+def write_prepared(
+    out_dir: Path, splits: dict[str, Split], info: dict[str, Any]
+) -> dict[str, Any]:
+    """Check `splits` and write them with their meta.json into `out_dir`; return it.
+
+    `info` holds at least `dataset` and `class_names`; the counts, shapes and sha256s
+    are added here. Everything is written to a temporary folder first, meta.json last.
+    """
+    num_classes = len(info["class_names"])
+    for name, split in splits.items():
+        check_split(
+            f"{info['dataset']} {name} split", split.images, split.labels, num_classes
+        )
+    meta: dict[str, Any] = {
+        "dataset": info["dataset"],
+        "class_names": info["class_names"],
         "num_classes": num_classes,
         "image_shape": list(splits["train"].images.shape[1:]),
         "counts": {s: len(splits[s].labels) for s in SPLITS},
@@ -115,15 +134,8 @@ def prepare(
             s: np.bincount(splits[s].labels, minlength=num_classes).tolist()
             for s in SPLITS
         },
-        "val_size": cfg.val_size if cfg.dataset != "alphabet" else None,
-        "split_seed": cfg.split_seed,
-        "sources": extra["sources"],
+        **{k: v for k, v in info.items() if k not in ("dataset", "class_names")},
     }
-    if "fonts" in extra:
-        meta["fonts"] = extra["fonts"]
-        meta["alphabet"] = {
-            k: v for k, v in vars(cfg.alphabet).items() if not k.endswith("_fonts")
-        }
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:

@@ -8,7 +8,10 @@ Layout of `out_dir`:
                            (trust, fitness, training accuracy, time)
     val_curve.csv          one row per validation
                            (generation, val_accuracy, best so far)
-    summary.json           headline numbers (DVC metrics)
+    summary.json           headline numbers (DVC metrics), and why the run stopped
+
+Checkpoints hold no timings, so they are byte-identical for the same params and seed;
+wall-clock figures go to metrics.csv (seconds_per_generation) and summary.json.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from genreg.atomic import atomic_file, write_text_atomic
 from genreg.checkpoint import CheckpointError, Genome, load_run, save_genome, save_run
 from genreg.config import Config, flatten
 from genreg.datasets import Split, load_meta, load_prepared
+from genreg.metric_names import SECONDS_PER_GENERATION as SECONDS
 from genreg.model import BatchedMLP
 from genreg.runner import Callback, RunState, make_rngs, run
 from genreg.strategies import make_strategy
 from genreg.task import ClassificationTask, make_fitness_fn, to_inputs
 
-# params a resumed run may change: a longer run, another device
-RESUMABLE_CHANGES = ("train.num_generations", "train.device")
+# params a resumed run may change: a longer run, another time budget, another device
+RESUMABLE_CHANGES = ("train.num_generations", "train.max_seconds", "train.device")
 VAL_COLUMNS = ("generation", "val_accuracy", "best_val_accuracy")
 
 
@@ -45,6 +49,9 @@ class TrainSummary:
     genome_evaluations_per_second: float
     device: str
     num_params: int
+    # "num_generations", or "max_seconds" when the time budget ran out first;
+    # None in the summaries written at checkpoints while the run goes on
+    stop_reason: str | None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -113,8 +120,18 @@ def train(
         callbacks=callbacks,
         checkpoint_fn=checkpoint,
         checkpoint_every=cfg.train.checkpoint_every,
+        max_seconds=cfg.train.max_seconds,
     )
-    return _write_outputs(out_dir, state, cfg, task.model, class_names, device)
+    finished = state.generation >= cfg.train.num_generations
+    return _write_outputs(
+        out_dir,
+        state,
+        cfg,
+        task.model,
+        class_names,
+        device,
+        stop_reason="num_generations" if finished else "max_seconds",
+    )
 
 
 def _make_task(
@@ -159,6 +176,7 @@ def _write_outputs(
     model: BatchedMLP,
     class_names: tuple[str, ...],
     device: torch.device,
+    stop_reason: str | None = None,
 ) -> TrainSummary:
     out_dir.mkdir(parents=True, exist_ok=True)
     if state.best_genome is not None:
@@ -173,8 +191,9 @@ def _write_outputs(
             Genome(weights, model, class_names, meta),
         )
     _write_curves(out_dir, state.history)
-    seconds = sum(row["seconds_per_generation"] for row in state.history)
-    done = max(state.generation, 1)
+    # generations restored by --resume carry no timing (checkpoints hold none)
+    timed = [row[SECONDS] for row in state.history if SECONDS in row]
+    seconds, done = sum(timed), max(len(timed), 1)
     summary = TrainSummary(
         best_val_accuracy=state.best_val_score,
         best_generation=state.best_generation,
@@ -186,6 +205,7 @@ def _write_outputs(
         ),
         device=str(device),
         num_params=model.num_params,
+        stop_reason=stop_reason,
     )
     write_text_atomic(
         out_dir / "summary.json", json.dumps(asdict(summary), indent=2) + "\n"
@@ -194,7 +214,8 @@ def _write_outputs(
 
 
 def _write_curves(out_dir: Path, history: list[dict[str, float]]) -> None:
-    per_gen = [k for k in history[0] if k not in VAL_COLUMNS] if history else []
+    keys = dict.fromkeys(k for row in history for k in row)  # in order of appearance
+    per_gen = [k for k in keys if k not in VAL_COLUMNS]
     rows = [
         {"generation": g, **{k: r.get(k) for k in per_gen}}
         for g, r in enumerate(history)

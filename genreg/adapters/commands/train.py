@@ -5,6 +5,9 @@ validation accuracy), checkpoints every train.checkpoint_every generations to
 OUT/checkpoints/last.npz, keeps the best genome by validation accuracy in
 OUT/checkpoints/best.npz, and writes OUT/metrics.csv, OUT/val_curve.csv and
 OUT/summary.json. --resume continues an interrupted run exactly where it stopped.
+--max-seconds (train.max_seconds) is a wall-clock budget: the run stops at the end of
+the generation that reaches it, checkpointed, and summary.json's stop_reason says so;
+--resume goes on from there.
 
 The run is tracked in MLflow (MLFLOW_TRACKING_URI, else tracking.tracking_uri, by
 default sqlite:///mlflow.db): params, tags, per-generation metrics, artifacts and the
@@ -20,7 +23,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from genreg.config import Config
+from genreg.config import Config, with_overrides
 
 HELP = "evolve a population (progress bar, checkpoints, resume, MLflow tracking)"
 
@@ -38,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="start again even if OUT holds a run"
     )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        metavar="S",
+        help="wall-clock budget in seconds (train.max_seconds; 0: none)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     parser.add_argument(
@@ -48,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     from genreg.progress import ProgressBar
+
+    if args.max_seconds is not None:
+        cfg = with_overrides(cfg, {"train.max_seconds": args.max_seconds})
 
     callbacks = []
     if not args.no_progress:

@@ -4,13 +4,19 @@ Prints genome-evaluations per second of both on the same population and images,
 their ratio, and the seconds per full generation (sample batch, forward, fitness, trust
 update, reproduction with mutation) of the genreg-paper preset: population 200, 200
 images, 64 hidden; then one ES generation with dense noise (open_es) against low-rank
-noise (lowrank_es) at the `fast` preset's knobs.
+noise (lowrank_es) at the `fast` preset's knobs; then the trust GA's seconds per
+generation at populations 200 / 1,000 / 5,000 for three engines: the engine as it was
+before the parent pool (every genome kept, crossover masks from one float per weight),
+`genreg-code` on today's engine, and `genreg-plus` (unit crossover, low-rank mutation:
+children never materialised).
 Run: python benchmarks/throughput.py [--population 200 --hidden 64 --repeats 5]
+     [--ga-population 200 --ga-population 1000 --ga-population 5000]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Callable
 
@@ -20,6 +26,7 @@ from genreg.config import build_config, with_overrides
 from genreg.model import BatchedMLP
 from genreg.runner import RunState, make_rngs, step
 from genreg.strategies import make_strategy
+from genreg.strategies.trust_ga import mutate_, select_parents, update_trust
 from genreg.task import ClassificationTask, make_fitness_fn
 
 
@@ -45,34 +52,43 @@ def per_genome_loop(
     return torch.stack(outputs)
 
 
-def generation_seconds(
-    population: int,
-    hidden: int,
-    images_per_class: int,
-    repeats: int,
-    preset: str = "genreg-paper",
-    strategy_name: str | None = None,
-) -> float:
-    """Seconds of one full generation of `preset` on random data of MNIST shapes."""
-    overrides = {
-        "strategy.population_size": population,
-        "model.hidden": hidden,
-        "train.images_per_class": images_per_class,
-    }
-    if strategy_name is not None:
-        overrides["strategy.name"] = strategy_name
-    cfg = with_overrides(build_config({"preset": preset}), overrides)
+def random_task(hidden: int, images_per_class: int) -> ClassificationTask:
+    """Random images of MNIST's shape: 6,000 to train on, 10 to validate."""
     gen = torch.Generator().manual_seed(0)
-    model = BatchedMLP(784, hidden, 10)
     labels = torch.arange(10).repeat(600)
-    task = ClassificationTask(
-        model,
+    return ClassificationTask(
+        BatchedMLP(784, hidden, 10),
         torch.rand(6000, 784, generator=gen),
         labels,
         torch.rand(10, 784, generator=gen),
         labels[:10],
         images_per_class,
     )
+
+
+def generation_seconds(
+    population: int,
+    hidden: int,
+    images_per_class: int | None,
+    repeats: int,
+    preset: str = "genreg-paper",
+    strategy_name: str | None = None,
+) -> float:
+    """Seconds of one full generation of `preset` on random data of MNIST shapes.
+
+    images_per_class None: the preset's own.
+    """
+    overrides: dict[str, object] = {
+        "strategy.population_size": population,
+        "model.hidden": hidden,
+    }
+    if images_per_class is not None:
+        overrides["train.images_per_class"] = images_per_class
+    if strategy_name is not None:
+        overrides["strategy.name"] = strategy_name
+    cfg = with_overrides(build_config({"preset": preset}), overrides)
+    task = random_task(hidden, cfg.train.images_per_class)
+    model = task.model
     strategy = make_strategy(
         cfg.strategy, model.num_params, images_per_class * 10, model
     )
@@ -82,6 +98,59 @@ def generation_seconds(
     )
     fitness_fn = make_fitness_fn(cfg.strategy)
     return seconds(lambda: step(strategy, task, fitness_fn, state), repeats)
+
+
+def whole_population_seconds(population: int, repeats: int) -> float:
+    """One `genreg-code` generation on the engine before the parent pool.
+
+    Every genome is kept and reproduced: parents from the top fifth by trust, uniform
+    crossover with one random float per weight, sparse mutation, then the forward
+    pass over the whole population and the trust update.
+    """
+    cfg = with_overrides(
+        build_config({"preset": "genreg-code"}),
+        {"strategy.population_size": population},
+    )
+    s = cfg.strategy
+    task = random_task(cfg.model.hidden, cfg.train.images_per_class)
+    rngs = make_rngs(0)
+    genomes = task.model.init(population, rngs["init"])
+    trust = torch.zeros(population)
+    num_parents = math.ceil(s.top_fraction * population)
+    fitness_fn = make_fitness_fn(s)
+    keep = (1.0 - s.trust_decay) ** (cfg.train.images_per_class * 10)
+
+    def generation() -> None:
+        nonlocal genomes, trust
+        rng = rngs["strategy"]
+        mothers = select_parents(trust, num_parents, population, "trust", rng)
+        fathers = select_parents(trust, num_parents, population, "trust", rng)
+        mask = torch.rand(genomes.shape, generator=rng) < 0.5
+        children = torch.where(mask, genomes[fathers], genomes[mothers])
+        mutate_(children, s.mutation_prob, s.mutation_scale, rng)
+        x, y = task.sample_batch(rngs["batch"])
+        fitness = fitness_fn(task.model.forward(children, x), y, rngs["predict"])
+        child_trust = (trust[mothers] + trust[fathers]) / 2
+        genomes, trust = children, update_trust(child_trust, fitness, keep, 1e5)
+
+    return seconds(generation, repeats)
+
+
+def trust_ga_table(populations: list[int], hidden: int, repeats: int) -> None:
+    """Seconds per trust-GA generation: the whole-population engine against today's."""
+    print(
+        f"\ntrust GA, seconds per generation (hidden {hidden}, each preset's images "
+        "per generation; ratio = before / genreg-plus)"
+    )
+    print("population | before (genreg-code) | genreg-code | genreg-plus | ratio")
+    for population in populations:
+        before = whole_population_seconds(population, repeats)
+        code = generation_seconds(population, hidden, None, repeats, "genreg-code")
+        plus = generation_seconds(population, hidden, None, repeats, "genreg-plus")
+        print(
+            f"{population:10,d} | {before:20.4f} | {code:11.4f} | {plus:11.4f} "
+            f"| {before / plus:5.1f}x"
+        )
 
 
 def main() -> None:
@@ -94,6 +163,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--es-population", type=int, default=400)
     parser.add_argument("--es-images", type=int, default=100)
+    parser.add_argument(
+        "--ga-population",
+        type=int,
+        action="append",
+        help="trust-GA populations to time (repeatable; default 200, 1000, 5000)",
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     model = BatchedMLP(784, args.hidden, 10)
@@ -137,6 +212,8 @@ def main() -> None:
         f"lowrank_es (rank 1) {es['lowrank_es']:.4f} s, "
         f"ratio {es['open_es'] / es['lowrank_es']:.1f}x"
     )
+    ga_repeats = max(1, min(args.repeats, 3))
+    trust_ga_table(args.ga_population or [200, 1000, 5000], args.hidden, ga_repeats)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,31 @@ PRESETS: dict[str, dict[str, Any]] = {
             "child_trust": "parent_mean",
         }
     },
+    # the trust GA engineered for large populations (docs/genreg_plus.md): still
+    # selection by trust and children of trusted parents, with the knobs that took it
+    # past 90%: unit crossover for half the children, low-rank mutation with a
+    # self-adaptive scale, cross-entropy as the trust signal, elites re-scored
+    "genreg-plus": {
+        "model": {"init_weight": 0.1},
+        "strategy": {
+            "name": "trust_ga",
+            "population_size": 1000,
+            "fitness": "neg_cross_entropy",
+            "trust_decay": 0.5,
+            "top_fraction": 0.2,
+            "parent_selection": "uniform",
+            "crossover": "unit",
+            "crossover_fraction": 0.5,
+            "mutate_crossovers": False,
+            "mutation": "lowrank",
+            "noise_rank": 1,
+            "mutation_scale": 0.01,
+            "self_adapt_tau": 0.05,
+            "child_trust": "parent_mean",
+            "elitism": 50,
+        },
+        "train": {"images_per_class": 10, "num_generations": 3000},
+    },
     # fastest to 90% validation accuracy on a 2-core CPU (benchmarks/strategies.py)
     "fast": {
         "strategy": {

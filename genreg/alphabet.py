@@ -1,6 +1,6 @@
 """Letters A-Z rendered from TTF/OTF fonts, white on black like MNIST, split by font.
 
-The GENREG post's open question (DESIGN §1) is whether a net that learns one
+The GENREG post's open question (docs/algorithm.md) is whether a net that learns one
 rendering per letter generalises to unseen fonts, so val and test hold whole fonts
 never trained on. Each glyph is drawn at 4x, cropped to its ink, fitted into the
 central 20/28 of the image (MNIST's digit box) and centred; augmented renderings then

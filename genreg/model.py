@@ -2,7 +2,7 @@
 
 A population is `genomes` [P, D]; `layers()` returns views (W1 [P, I, H], b1 [P, H],
 W2 [P, H, C], b2 [P, C]) without copies. The images X [B, I] are shared by every
-genome, so the first layer is one broadcast matmul over the population (DESIGN §3).
+genome, so the first layer is one broadcast matmul over the whole population.
 """
 
 from __future__ import annotations

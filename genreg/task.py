@@ -46,7 +46,7 @@ class Task(Protocol):
 def to_inputs(images: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
     """uint8 images [N, H, W] -> float32 [N, H*W] in [0, 1].
 
-    Pixels / 255 (DESIGN §1).
+    Pixels / 255, as published (docs/algorithm.md).
     """
     flat = torch.from_numpy(np.ascontiguousarray(images)).reshape(len(images), -1)
     return flat.to(device=device, dtype=torch.float32).div_(255.0)

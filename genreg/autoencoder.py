@@ -1,4 +1,4 @@
-"""The evolved MNIST autoencoder of a second post (docs/algorithm.md, docs/autoencoder.md).
+"""The evolved MNIST autoencoder of a second post (see docs/autoencoder.md).
 
 A mirrored 784-128-64-12-3 encoder and 3-12-64-128-784 decoder (219,891 weights),
 tanh between layers, a linear 3-D code and a linear output. Inputs are images minus

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genreg.metric_names import SECONDS_PER_GENERATION, best_metric
 from genreg.strategies.base import Strategy, population_forward
 from genreg.task import FitnessFn, Task
 
@@ -81,7 +82,7 @@ def run(
         last = gen + 1 == num_generations or out_of_time
         if (gen + 1) % eval_every == 0 or last:
             metrics.update(_validate(strategy, task, state, gen))
-        metrics["seconds_per_generation"] = time.perf_counter() - started
+        metrics[SECONDS_PER_GENERATION] = time.perf_counter() - started
         state.history.append(metrics)
         state.generation = gen + 1
         for callback in callbacks:
@@ -120,4 +121,4 @@ def _validate(
         state.best_genome = candidate.detach().clone()
         state.best_generation = gen
     name = task.val_metric
-    return {name: value, f"best_{name}": sign * state.best_val_score}
+    return {name: value, best_metric(name): sign * state.best_val_score}

@@ -28,15 +28,17 @@ from genreg.atomic import atomic_file, write_text_atomic
 from genreg.checkpoint import CheckpointError, Genome, load_run, save_genome, save_run
 from genreg.config import Config, flatten
 from genreg.datasets import Split, load_meta, load_prepared
+from genreg.metric_names import BEST_VAL_ACCURACY, VAL_ACCURACY
 from genreg.metric_names import SECONDS_PER_GENERATION as SECONDS
 from genreg.model import BatchedMLP
+from genreg.rundir import RunDir
 from genreg.runner import Callback, RunState, make_rngs, run
 from genreg.strategies import make_strategy
 from genreg.task import ClassificationTask, make_fitness_fn, to_inputs
 
 # params a resumed run may change: a longer run, another time budget, another device
 RESUMABLE_CHANGES = ("train.num_generations", "train.max_seconds", "train.device")
-VAL_COLUMNS = ("generation", "val_accuracy", "best_val_accuracy")
+VAL_COLUMNS = ("generation", VAL_ACCURACY, BEST_VAL_ACCURACY)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def train(
 
     Results are written to `out_dir`.
     """
-    last_path = out_dir / "checkpoints" / "last.npz"
+    last_path = RunDir(out_dir).last
     if last_path.exists() and not (resume or overwrite):
         raise CheckpointError(
             f"{last_path}: a run exists here; pass --resume to continue it "
@@ -187,7 +189,7 @@ def _write_outputs(
         }
         weights = state.best_genome.cpu().numpy()
         save_genome(
-            out_dir / "checkpoints" / "best.npz",
+            RunDir(out_dir).best,
             Genome(weights, model, class_names, meta),
         )
     _write_curves(out_dir, state.history)
@@ -208,7 +210,7 @@ def _write_outputs(
         stop_reason=stop_reason,
     )
     write_text_atomic(
-        out_dir / "summary.json", json.dumps(asdict(summary), indent=2) + "\n"
+        RunDir(out_dir).summary, json.dumps(asdict(summary), indent=2) + "\n"
     )
     return summary
 
@@ -220,13 +222,13 @@ def _write_curves(out_dir: Path, history: list[dict[str, float]]) -> None:
         {"generation": g, **{k: r.get(k) for k in per_gen}}
         for g, r in enumerate(history)
     ]
-    _write_csv(out_dir / "metrics.csv", ["generation", *per_gen], rows)
+    _write_csv(RunDir(out_dir).metrics, ["generation", *per_gen], rows)
     val_rows = [
         {"generation": g, **{k: r[k] for k in VAL_COLUMNS[1:]}}
         for g, r in enumerate(history)
-        if "val_accuracy" in r
+        if VAL_ACCURACY in r
     ]
-    _write_csv(out_dir / "val_curve.csv", list(VAL_COLUMNS), val_rows)
+    _write_csv(RunDir(out_dir).val_curve, list(VAL_COLUMNS), val_rows)
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:

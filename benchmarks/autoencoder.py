@@ -40,7 +40,7 @@ from genreg.runner import RunState, make_rngs, run  # noqa: E402
 from genreg.strategies import make_strategy  # noqa: E402
 from genreg.task import to_inputs  # noqa: E402
 
-# Knobs per strategy; the rest are StrategyConfig defaults. Weights start near
+# Knobs per strategy; the rest are its config's defaults. Weights start near
 # 1/sqrt(fan_in) (0.036 in the first layer), so mutations are 0.02, not the
 # classifier's 0.1.
 STRATEGIES: dict[str, dict[str, Any]] = {

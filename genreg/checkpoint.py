@@ -27,7 +27,9 @@ from genreg.model import BatchedMLP
 from genreg.runner import RunState
 from genreg.strategies.base import state_arrays, state_from_arrays
 
-FORMAT_VERSION = 2  # 2: best_val_accuracy became best_val_score
+# 2: best_val_accuracy became best_val_score; 3: per-strategy configs (the config
+# holds only the chosen strategy's knobs)
+FORMAT_VERSION = 3
 # history keys that measure the machine, not the run: never written into a checkpoint
 TIMING_KEYS = (SECONDS_PER_GENERATION,)
 
@@ -97,10 +99,15 @@ def load_run(
     arrays = read_npz(
         path, ("format_version", "config_json", "generation", "history_json")
     )
-    if int(arrays["format_version"]) != FORMAT_VERSION:
+    version = int(arrays["format_version"])
+    if version < 3:
         raise CheckpointError(
-            f"{path}: format version {arrays['format_version']} unsupported"
+            f"{path}: format version {version} predates per-strategy configs "
+            f"(version 3): its config holds every strategy's knobs, so it cannot be "
+            "resumed; train afresh (--overwrite)"
         )
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {version} unsupported")
     try:
         strategy_arrays = {
             key.removeprefix("state/"): torch.from_numpy(value)

@@ -12,7 +12,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -60,16 +60,64 @@ class ModelConfig:
     init_bias: float = 0.1
 
 
-@dataclass(frozen=True)
-class StrategyConfig:
-    """The strategy's name and every knob; each strategy reads the knobs it uses."""
+# (low, high, low inclusive, high inclusive) of a numeric knob
+Range = tuple[float, float, bool, bool]
+INF = float("inf")
 
-    name: Literal["trust_ga", "open_es", "lowrank_es", "pgpe", "simple_ga"] = "trust_ga"
+
+@dataclass(frozen=True, kw_only=True)
+class StrategyConfig:
+    """What every strategy has: its name, the population size and the fitness.
+
+    Each strategy's config subclasses this with that strategy's knobs only
+    (`STRATEGY_CONFIGS`); `strategy.name` picks which. Knob values are checked on
+    construction (`ranges`), so a config that exists is a valid one.
+    """
+
+    name: str
     population_size: int = 200
+    fitness: Literal["accuracy", "neg_cross_entropy", "margin"] = "neg_cross_entropy"
+
+    # members come in +/- noise pairs, so the population size must be even
+    mirrored: ClassVar[bool] = False
+    ranges: ClassVar[dict[str, Range]] = {"population_size": (2, 1_000_000, True, True)}
+
+    def __post_init__(self) -> None:
+        if type(self) is StrategyConfig:
+            raise TypeError(
+                "StrategyConfig is the base of the per-strategy configs; build one of "
+                f"{sorted(c.__name__ for c in STRATEGY_CONFIGS.values())}"
+            )
+        for knob, bounds in self.ranges.items():
+            _check_range(f"strategy.{knob}", getattr(self, knob), bounds)
+        pop = self.population_size
+        if self.mirrored and pop % 2:
+            raise ConfigError(
+                f"strategy.population_size: {pop} must be even for {self.name} "
+                "(mirrored noise pairs)"
+            )
+        elitism = getattr(self, "elitism", 0)
+        if elitism >= pop:
+            raise ConfigError(
+                f"strategy.elitism: {elitism} must be below population_size ({pop})"
+            )
+
+    @classmethod
+    def knobs(cls) -> list[str]:
+        """This strategy's keys under `strategy:` (name included), in order."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrustGAConfig(StrategyConfig):
+    """GENREG's trust GA (docs/algorithm.md); the first published value of each."""
+
+    name: Literal["trust_ga"] = "trust_ga"
     fitness: Literal["trust_reward", "accuracy", "neg_cross_entropy", "margin"] = (
         "trust_reward"
     )
-    # trust GA (docs/algorithm.md); the first published value of each
+    # the trust_reward fitness: reward per image, decay per generation or per image,
+    # and whether a prediction is sampled from softmax or the argmax
     reward_correct: float = 10.0
     reward_wrong: float = -1.5
     trust_decay: float = 0.2
@@ -92,24 +140,126 @@ class StrategyConfig:
     elitism: int = 0
     mutate_survivors: bool = False
     predictions: Literal["sample", "argmax"] = "sample"
-    # distribution strategies (OpenES, PGPE)
+    # lowrank mutation: rank of the first-layer noise A B^T
+    noise_rank: int = 1
+
+    ranges: ClassVar[dict[str, Range]] = {
+        **StrategyConfig.ranges,
+        "trust_decay": (0, 1, True, True),
+        "trust_clamp": (0, INF, False, True),
+        "top_fraction": (0, 1, False, True),
+        "mutation_prob": (0, 1, True, True),
+        "mutation_scale": (0, INF, True, True),
+        "crossover_fraction": (0, 1, True, True),
+        "self_adapt_tau": (0, 10, True, True),
+        "child_trust_factor": (0, INF, True, True),
+        "elitism": (0, INF, True, True),
+        "noise_rank": (1, 4096, True, True),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimpleGAConfig(StrategyConfig):
+    """Truncation selection, elites and sparse mutation; only fitness order counts."""
+
+    name: Literal["simple_ga"] = "simple_ga"
+    top_fraction: float = 0.2
+    elitism: int = 0
+    mutation_prob: float = 0.07
+    mutation_scale: float = 0.1
+    # the initial genomes are multiplied by this (tanh saturates at 1.0)
+    center_init_scale: float = 0.1
+
+    ranges: ClassVar[dict[str, Range]] = {
+        **StrategyConfig.ranges,
+        "top_fraction": (0, 1, False, True),
+        "elitism": (0, INF, True, True),
+        "mutation_prob": (0, 1, True, True),
+        "mutation_scale": (0, INF, True, True),
+        "center_init_scale": (0, INF, True, True),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistributionConfig(StrategyConfig):
+    """What the distribution strategies (open_es, lowrank_es, pgpe) share."""
+
     stdev_init: float = 0.02
     center_learning_rate: float = 0.01
-    stdev_learning_rate: float = 0.1
-    stdev_max_change: float = 0.2
     weight_decay: float = 0.0
     optimizer: Literal["adam", "clipup", "sgd"] = "adam"
-    # the ES center starts as the first initial genome times this
-    # (tanh saturates at 1.0)
+    # the center starts as the first initial genome times this (tanh saturates at 1.0)
     center_init_scale: float = 0.1
-    # OpenES/PGPE center learning rate at generation t: lr * decay**t
+    # center learning rate at generation t: lr * decay**t
     learning_rate_decay: float = 1.0
-    # OpenES/PGPE noise: 0 = fresh normals each generation, else slices of a fixed table
-    noise_table_size: int = 0
-    # lowrank_es and the trust GA's lowrank mutation: rank of first-layer noise A B^T
-    noise_rank: int = 1
-    # fitness shaping of OpenES and PGPE (the GAs only use the order of fitness)
     shaping: Literal["centered_ranks", "normalized"] = "centered_ranks"
+
+    mirrored: ClassVar[bool] = True
+    ranges: ClassVar[dict[str, Range]] = {
+        **StrategyConfig.ranges,
+        "stdev_init": (0, INF, False, True),
+        "center_learning_rate": (0, INF, False, True),
+        "weight_decay": (0, 1, True, False),
+        "center_init_scale": (0, INF, True, True),
+        "learning_rate_decay": (0, 1, False, True),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenESConfig(DistributionConfig):
+    """OpenAI-ES: isotropic Gaussian noise of stdev `stdev_init`."""
+
+    name: Literal["open_es"] = "open_es"
+    # 0: fresh normals each generation, else slices of a fixed table of this size
+    noise_table_size: int = 0
+
+    ranges: ClassVar[dict[str, Range]] = {
+        **DistributionConfig.ranges,
+        "noise_table_size": (0, 2**31, True, True),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class LowRankESConfig(DistributionConfig):
+    """OpenAI-ES whose first-layer noise is low-rank."""
+
+    name: Literal["lowrank_es"] = "lowrank_es"
+    # rank of the first-layer noise A B^T
+    noise_rank: int = 1
+
+    ranges: ClassVar[dict[str, Range]] = {
+        **DistributionConfig.ranges,
+        "noise_rank": (1, 4096, True, True),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PGPEConfig(DistributionConfig):
+    """PGPE: one stdev per weight, learnt too, each step's change bounded."""
+
+    name: Literal["pgpe"] = "pgpe"
+    stdev_learning_rate: float = 0.1
+    stdev_max_change: float = 0.2
+    # 0: fresh normals each generation, else slices of a fixed table of this size
+    noise_table_size: int = 0
+
+    ranges: ClassVar[dict[str, Range]] = {
+        **DistributionConfig.ranges,
+        "stdev_learning_rate": (0, INF, True, True),
+        "stdev_max_change": (0, 1, True, True),
+        "noise_table_size": (0, 2**31, True, True),
+    }
+
+
+# strategy.name -> its config class (genreg.strategies.STRATEGIES has the same names)
+STRATEGY_CONFIGS: dict[str, type[StrategyConfig]] = {
+    "trust_ga": TrustGAConfig,
+    "open_es": OpenESConfig,
+    "lowrank_es": LowRankESConfig,
+    "pgpe": PGPEConfig,
+    "simple_ga": SimpleGAConfig,
+}
+DEFAULT_STRATEGY = "trust_ga"
 
 
 @dataclass(frozen=True)
@@ -150,7 +300,7 @@ class Config:
     preset: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    strategy: StrategyConfig = field(default_factory=TrustGAConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
@@ -226,27 +376,46 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_config(params: Mapping[str, Any] | None = None) -> Config:
-    """Config from a params.yaml mapping: defaults, then its preset, then its keys."""
+def build_config(
+    params: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Config from a params mapping: defaults, then its preset, then its keys.
+
+    `overrides` (dotted keys, e.g. {"train.num_generations": 5}) come last; their
+    `preset`, if any, replaces the mapping's. A layer that names another strategy
+    than the layers below keeps only the knobs the two strategies share.
+    """
     params = dict(params or {})
     params.pop("tune", None)  # the Optuna study's section, read by pipelines.tune
-    preset = params.get("preset")
-    merged: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(
-                f"preset: unknown preset {preset!r}; allowed: {sorted(PRESETS)}"
-            )
-        merged = _merge(merged, PRESETS[preset])
-    merged = _merge(merged, params)
-    return _build(Config, merged, "")
+    return _layered(params, params, unflatten(overrides or {}))
+
+
+def params_file_config(
+    params: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """Config from the mapping of a params file: a preset wins over written defaults.
+
+    params.yaml writes every key out, most at its default value. Such a key is the
+    default written out, not a choice: the preset's value wins over it. A key whose
+    value differs from its default wins over the preset, and `overrides` over both.
+    So `dvc exp run -S preset=fast` on the stock params.yaml runs the `fast` preset.
+    """
+    params = dict(params)
+    params.pop("tune", None)
+    return _layered(params, _without_defaults(params), unflatten(overrides or {}))
 
 
 def load_params(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read params.yaml, apply dotted overrides, validate.
+    """Read a params file, apply dotted overrides, validate (`params_file_config`).
 
     Overrides are dotted keys, e.g. {"train.num_generations": 5}.
     """
+    return params_file_config(read_params(path), overrides)
+
+
+def read_params(path: str | Path) -> dict[str, Any]:
+    """The mapping of a params file; ConfigError naming the file if it is not one."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -260,12 +429,20 @@ def load_params(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         raise ConfigError(
             f"{path}: expected a mapping of sections, got {type(params).__name__}"
         )
-    return build_config(_merge(params, unflatten(overrides or {})))
+    return params
 
 
 def with_overrides(cfg: Config, overrides: Mapping[str, Any]) -> Config:
-    """A copy of `cfg` with dotted keys replaced, validated like params.yaml."""
-    return _build(Config, _merge(cfg.to_dict(), unflatten(overrides)), "")
+    """A copy of `cfg` with dotted keys replaced, validated like params.yaml.
+
+    Overriding `strategy.name` keeps the knobs the two strategies share.
+    """
+    return _build(Config, _layer(cfg.to_dict(), unflatten(overrides)), "")
+
+
+def strategy_knobs(name: str) -> list[str]:
+    """The keys of strategy `name` under `strategy:` (ConfigError if unknown)."""
+    return _strategy_class(name, "strategy.name").knobs()
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -291,6 +468,92 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
+def _layered(
+    params: Mapping[str, Any], kept: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> Config:
+    """Preset (of `overrides`, else of `params`), then `kept`, then `overrides`."""
+    preset = overrides.get("preset", params.get("preset"))
+    merged: dict[str, Any] = {}
+    if preset is not None:
+        if not isinstance(preset, str) or preset not in PRESETS:
+            raise ConfigError(
+                f"preset: unknown preset {preset!r}; allowed: {sorted(PRESETS)}"
+            )
+        merged = _layer(merged, PRESETS[preset])
+    merged = _layer(_layer(merged, kept), overrides)
+    return _build(Config, merged, "")
+
+
+def _layer(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """`update` merged over `base`; naming another strategy keeps the shared knobs."""
+    new = update.get("strategy")
+    old = base.get("strategy")
+    if isinstance(new, Mapping) and isinstance(old, Mapping) and "name" in new:
+        old_name = old.get("name", DEFAULT_STRATEGY)
+        if new["name"] != old_name and new["name"] in STRATEGY_CONFIGS:
+            base = {**base, "strategy": _shared_knobs(old, new["name"])}
+    return _merge(base, update)
+
+
+def _shared_knobs(section: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The knobs of `section` that strategy `name` has too, at values it accepts."""
+    cls = STRATEGY_CONFIGS[name]
+    hints = typing.get_type_hints(cls)
+    kept = {}
+    for knob, value in section.items():
+        if knob == "name" or knob not in hints:
+            continue
+        try:
+            _coerce(hints[knob], value, f"strategy.{knob}")
+        except ConfigError:
+            continue
+        kept[knob] = value
+    return kept
+
+
+def _without_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a params mapping whose values differ from the defaults.
+
+    A strategy knob is compared with the default of the strategy the mapping names.
+    """
+    section = params.get("strategy")
+    name = section.get("name") if isinstance(section, Mapping) else None
+    defaults = Config().to_dict()
+    if name in STRATEGY_CONFIGS:
+        defaults["strategy"] = {
+            **_plain(dataclasses.asdict(STRATEGY_CONFIGS[name]())),
+            "name": DEFAULT_STRATEGY,
+        }
+    return _differing(params, defaults)
+
+
+def _differing(
+    values: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        default = defaults.get(key, _MISSING)
+        if isinstance(value, Mapping) and isinstance(default, Mapping):
+            inner = _differing(value, default)
+            if inner:
+                out[key] = inner
+        elif not _same(value, default):
+            out[key] = value
+    return out
+
+
+_MISSING = object()
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Equal and of the same kind (true is not 1; 1 and 1.0 are the same number)."""
+    if isinstance(value, bool) or isinstance(default, bool):
+        return type(value) is type(default) and value == default
+    if isinstance(value, str | None) or isinstance(default, str | None):
+        return type(value) is type(default) and value == default
+    return bool(value == default)
+
+
 def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
@@ -307,8 +570,8 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
             f"{prefix.rstrip('.')}: expected a section (mapping), got {values!r}"
         )
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
     if unknown:
         raise ConfigError(
             f"{prefix}{unknown[0]}: unknown key; allowed in "
@@ -326,9 +589,42 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
         raise ConfigError(f"{prefix.rstrip('.')}: {exc}") from exc
 
 
+def _strategy_class(name: Any, key: str) -> type[StrategyConfig]:
+    if name not in STRATEGY_CONFIGS:
+        raise ConfigError(
+            f"{key}: {name!r} is not allowed; allowed: {sorted(STRATEGY_CONFIGS)}"
+        )
+    return STRATEGY_CONFIGS[name]
+
+
+def _build_strategy(values: Any, key: str) -> StrategyConfig:
+    """The config of the strategy `values["name"]` names; a foreign knob is an error."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{key}: expected a section (mapping), got {values!r}")
+    name = values.get("name", DEFAULT_STRATEGY)
+    cls = _strategy_class(name, f"{key}.name")
+    knobs = cls.knobs()
+    foreign = [k for k in values if k not in knobs]
+    if foreign:
+        knob = foreign[0]
+        owners = sorted(n for n, c in STRATEGY_CONFIGS.items() if knob in c.knobs())
+        if not owners:
+            raise ConfigError(
+                f"{key}.{knob}: unknown key (no strategy has it); "
+                f"{name}'s knobs: {knobs}"
+            )
+        raise ConfigError(
+            f"{key}.{knob}: not a knob of {name} (a knob of {', '.join(owners)}); "
+            f"its knobs: {knobs}"
+        )
+    return _build(cls, values, key + ".")
+
+
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if hint is StrategyConfig:
+        return _build_strategy(value, key)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key + ".")
     if origin in (typing.Union, types.UnionType):
@@ -363,71 +659,49 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {hint}")  # pragma: no cover
 
 
-# (dotted key, low, high, low inclusive, high inclusive)
-_RANGES: list[tuple[str, float, float, bool, bool]] = [
-    ("data.val_size", 0, float("inf"), True, True),
-    ("data.alphabet.image_size", 8, 256, True, True),
-    ("data.alphabet.renders_per_font", 1, 1000, True, True),
-    ("data.alphabet.shift", 0, 0.5, True, True),
-    ("data.alphabet.rotation", 0, 90, True, True),
-    ("data.alphabet.scale", 0, 0.9, True, True),
-    ("data.alphabet.thickness", 0, 5, True, True),
-    ("model.hidden", 1, 4096, True, True),
-    ("model.init_weight", 0, float("inf"), False, True),
-    ("model.init_bias", 0, float("inf"), True, True),
-    ("strategy.population_size", 2, 1_000_000, True, True),
-    ("strategy.trust_decay", 0, 1, True, True),
-    ("strategy.trust_clamp", 0, float("inf"), False, True),
-    ("strategy.top_fraction", 0, 1, False, True),
-    ("strategy.mutation_prob", 0, 1, True, True),
-    ("strategy.mutation_scale", 0, float("inf"), True, True),
-    ("strategy.crossover_fraction", 0, 1, True, True),
-    ("strategy.self_adapt_tau", 0, 10, True, True),
-    ("strategy.child_trust_factor", 0, float("inf"), True, True),
-    ("strategy.elitism", 0, float("inf"), True, True),
-    ("strategy.stdev_init", 0, float("inf"), False, True),
-    ("strategy.center_learning_rate", 0, float("inf"), False, True),
-    ("strategy.stdev_learning_rate", 0, float("inf"), True, True),
-    ("strategy.stdev_max_change", 0, 1, True, True),
-    ("strategy.weight_decay", 0, 1, True, False),
-    ("strategy.center_init_scale", 0, float("inf"), True, True),
-    ("strategy.learning_rate_decay", 0, 1, False, True),
-    ("strategy.noise_table_size", 0, 2**31, True, True),
-    ("strategy.noise_rank", 1, 4096, True, True),
-    ("train.num_generations", 1, float("inf"), True, True),
-    ("train.images_per_class", 1, float("inf"), True, True),
-    ("train.eval_every", 1, float("inf"), True, True),
-    ("train.val_images", 1, float("inf"), True, True),
-    ("train.checkpoint_every", 1, float("inf"), True, True),
-    ("train.threads", 0, 1024, True, True),
-    ("train.max_seconds", 0, float("inf"), True, True),
-    ("evaluate.batch_size", 1, float("inf"), True, True),
-    ("analyze.num_samples", 10, float("inf"), True, True),
-    ("analyze.n_neighbors", 2, 200, True, True),
-    ("analyze.min_dist", 0, 1, True, True),
-]
+# dotted key -> (low, high, low inclusive, high inclusive); strategy knobs are checked
+# by their own config class (`StrategyConfig.ranges`)
+_RANGES: dict[str, Range] = {
+    "data.val_size": (0, INF, True, True),
+    "data.alphabet.image_size": (8, 256, True, True),
+    "data.alphabet.renders_per_font": (1, 1000, True, True),
+    "data.alphabet.shift": (0, 0.5, True, True),
+    "data.alphabet.rotation": (0, 90, True, True),
+    "data.alphabet.scale": (0, 0.9, True, True),
+    "data.alphabet.thickness": (0, 5, True, True),
+    "model.hidden": (1, 4096, True, True),
+    "model.init_weight": (0, INF, False, True),
+    "model.init_bias": (0, INF, True, True),
+    "train.num_generations": (1, INF, True, True),
+    "train.images_per_class": (1, INF, True, True),
+    "train.eval_every": (1, INF, True, True),
+    "train.val_images": (1, INF, True, True),
+    "train.checkpoint_every": (1, INF, True, True),
+    "train.threads": (0, 1024, True, True),
+    "train.max_seconds": (0, INF, True, True),
+    "evaluate.batch_size": (1, INF, True, True),
+    "analyze.num_samples": (10, INF, True, True),
+    "analyze.n_neighbors": (2, 200, True, True),
+    "analyze.min_dist": (0, 1, True, True),
+}
 
 
 def _check_ranges(cfg: Config) -> None:
+    if not isinstance(cfg.strategy, StrategyConfig):
+        raise ConfigError(f"strategy: expected a strategy config, got {cfg.strategy!r}")
     flat = flatten(_plain(dataclasses.asdict(cfg)))
-    for key, low, high, low_inc, high_inc in _RANGES:
-        value = flat[key]
-        ok_low = value >= low if low_inc else value > low
-        ok_high = value <= high if high_inc else value < high
-        if not (ok_low and ok_high):
-            lo = f"{'[' if low_inc else '('}{low:g}"
-            hi = f"{high:g}{']' if high_inc else ')'}"
-            raise ConfigError(f"{key}: {value!r} is out of range; allowed: {lo}, {hi}")
-    pop, elitism = cfg.strategy.population_size, cfg.strategy.elitism
-    if elitism >= pop:
-        raise ConfigError(
-            f"strategy.elitism: {elitism} must be below population_size ({pop})"
-        )
-    if cfg.strategy.name in ("open_es", "lowrank_es", "pgpe") and pop % 2:
-        raise ConfigError(
-            f"strategy.population_size: {pop} must be even for {cfg.strategy.name} "
-            "(mirrored noise pairs)"
-        )
+    for key, bounds in _RANGES.items():
+        _check_range(key, flat[key], bounds)
+
+
+def _check_range(key: str, value: float, bounds: Range) -> None:
+    low, high, low_inc, high_inc = bounds
+    ok_low = value >= low if low_inc else value > low
+    ok_high = value <= high if high_inc else value < high
+    if not (ok_low and ok_high):
+        lo = f"{'[' if low_inc else '('}{low:g}"
+        hi = f"{high:g}{']' if high_inc else ')'}"
+        raise ConfigError(f"{key}: {value!r} is out of range; allowed: {lo}, {hi}")
 
 
 def _plain(value: Any) -> Any:

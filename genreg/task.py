@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genreg.config import StrategyConfig
+from genreg.config import StrategyConfig, TrustGAConfig
 from genreg.metric_names import TRAIN_ACCURACY_BEST, TRAIN_ACCURACY_MEAN, VAL_ACCURACY
 from genreg.model import BatchedMLP
 
@@ -144,6 +144,9 @@ def make_fitness_fn(cfg: StrategyConfig) -> FitnessFn:
             .squeeze(-1)
             .mean(-1)
         )
+
+    if not isinstance(cfg, TrustGAConfig):  # only the trust GA has trust_reward
+        raise TypeError(f"strategy.fitness: {cfg.fitness!r} needs the trust GA")
 
     def trust_reward(logits: Tensor, y: Tensor, rng: torch.Generator) -> Tensor:
         correct = predictions(logits, cfg.predictions == "sample", rng) == y

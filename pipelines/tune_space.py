@@ -14,7 +14,13 @@ from typing import Any
 
 import yaml
 
-from genreg.config import Config, ConfigError, build_config, with_overrides
+from genreg.config import (
+    Config,
+    ConfigError,
+    params_file_config,
+    strategy_knobs,
+    with_overrides,
+)
 
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
@@ -66,7 +72,7 @@ def load_tune(
     """Config (without the `tune:` section) and the study settings of a params file."""
     params = _read_params(params_path)
     section = params.pop("tune", None) or {}
-    cfg = with_overrides(build_config(params), dict(overrides or {}))
+    cfg = params_file_config(params, overrides)
     return cfg, parse_settings(section, cfg)
 
 
@@ -144,6 +150,11 @@ def _check_settings(s: TuneSettings) -> None:
 
 def _parse_spec(key: str, spec: Any, cfg: Config) -> ParamSpec:
     where = f"tune.space.{key}"
+    if key.startswith("strategy.") and key not in cfg.flat():
+        name = cfg.strategy.name
+        raise ConfigError(
+            f"{where}: not a knob of {name}; its knobs: {strategy_knobs(name)}"
+        )
     if key not in cfg.flat():
         raise ConfigError(f"{where}: not a params key (e.g. strategy.mutation_scale)")
     if not isinstance(spec, Mapping) or spec.get("type") not in (

@@ -14,7 +14,7 @@ from genreg.autoencoder import (
     mirrored_sizes,
     neg_mse,
 )
-from genreg.config import StrategyConfig
+from genreg.config import STRATEGY_CONFIGS
 from genreg.datasets import load_prepared
 from genreg.progress import ProgressBar
 from genreg.runner import RunState, make_rngs, run
@@ -68,17 +68,18 @@ def test_inputs_are_mean_subtracted(prepared_mnist: Path) -> None:
 @pytest.mark.parametrize("name", ["open_es", "simple_ga", "trust_ga"])
 def test_evolution_lowers_validation_mse(prepared_mnist: Path, name: str) -> None:
     task = small_task(prepared_mnist)
-    cfg = StrategyConfig(
-        name=name,  # type: ignore[arg-type]
-        population_size=40,
-        stdev_init=0.02,
-        center_learning_rate=0.01,
-        center_init_scale=1.0,
-        mutation_prob=0.2,
-        mutation_scale=0.02,
-        elitism=1,
-        crossover="uniform",
-    )
+    knobs = {
+        "population_size": 40,
+        "stdev_init": 0.02,
+        "center_learning_rate": 0.01,
+        "center_init_scale": 1.0,
+        "mutation_prob": 0.2,
+        "mutation_scale": 0.02,
+        "elitism": 1,
+        "crossover": "uniform",
+    }
+    cls = STRATEGY_CONFIGS[name]
+    cfg = cls(**{k: v for k, v in knobs.items() if k in cls.knobs()})
     strategy = make_strategy(cfg, task.model.num_params, task.batch_size)
     rngs = make_rngs(0)
     genomes = task.model.init(cfg.population_size, rngs["init"])

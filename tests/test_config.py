@@ -5,16 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from genreg.config import (
     PRESETS,
+    STRATEGY_CONFIGS,
     Config,
     ConfigError,
+    LowRankESConfig,
+    OpenESConfig,
+    TrustGAConfig,
     build_config,
     load_params,
     parse_override,
+    strategy_knobs,
     with_overrides,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_paper_preset_is_the_published_constants() -> None:
@@ -56,6 +64,27 @@ def test_round_trip_through_dict() -> None:
         (
             {"strategy": {"mutation_scal": 0.1}},
             r"strategy\.mutation_scal: unknown key.*mutation_scale",
+        ),
+        (
+            {"strategy": {"stdev_init": 0.1}},
+            r"strategy\.stdev_init: not a knob of trust_ga \(a knob of lowrank_es, "
+            r"open_es, pgpe\); its knobs: \['name', 'population_size', .*'noise_rank'",
+        ),
+        (
+            {"strategy": {"name": "open_es", "mutation_prob": 0.1}},
+            r"strategy\.mutation_prob: not a knob of open_es .*'stdev_init'",
+        ),
+        (
+            {"strategy": {"name": "open_es", "fitness": "trust_reward"}},
+            r"strategy\.fitness: 'trust_reward' is not allowed",
+        ),
+        (
+            {"strategy": {"name": "pgpe", "population_size": 7}},
+            r"strategy\.population_size: 7 must be even for pgpe",
+        ),
+        (
+            {"strategy": {"name": "es"}},
+            r"strategy\.name: 'es' is not allowed; allowed: \['lowrank_es'",
         ),
         ({"bogus": 1}, r"bogus: unknown key"),
         (
@@ -125,3 +154,76 @@ def test_parse_override() -> None:
 def test_every_preset_builds() -> None:
     for name in PRESETS:
         assert isinstance(build_config({"preset": name}), Config)
+
+
+def test_each_strategy_config_holds_only_its_knobs() -> None:
+    assert set(strategy_knobs("simple_ga")) == {
+        "name",
+        "population_size",
+        "fitness",
+        "top_fraction",
+        "elitism",
+        "mutation_prob",
+        "mutation_scale",
+        "center_init_scale",
+    }
+    assert "stdev_init" not in strategy_knobs("trust_ga")
+    assert "reward_wrong" not in strategy_knobs("lowrank_es")
+    assert set(strategy_knobs("pgpe")) - set(strategy_knobs("open_es")) == {
+        "stdev_learning_rate",
+        "stdev_max_change",
+    }
+    for name, cls in STRATEGY_CONFIGS.items():
+        assert cls().name == name
+        assert Config(strategy=cls()).flat()["strategy.name"] == name
+    with pytest.raises(ConfigError, match=r"strategy\.mutation_prob: 2 is out"):
+        TrustGAConfig(mutation_prob=2)
+
+
+def test_params_yaml_then_preset_override_gives_the_preset(tmp_path: Path) -> None:
+    # `dvc exp run -S preset=fast` writes preset: fast into params.yaml; its other
+    # keys are the defaults written out, so the preset wins over them
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert load_params(ROOT / "params.yaml") == Config()
+    for preset in PRESETS:
+        path = tmp_path / f"{preset}.yaml"
+        path.write_text(yaml.safe_dump({**params, "preset": preset}))
+        assert load_params(path) == build_config({"preset": preset})
+        assert load_params(ROOT / "params.yaml", {"preset": preset}) == build_config(
+            {"preset": preset}
+        )
+    # a key that differs from its default wins over the preset
+    params["train"]["num_generations"] = 5
+    params["strategy"]["population_size"] = 8
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump({**params, "preset": "fast"}))
+    cfg = load_params(path)
+    assert isinstance(cfg.strategy, LowRankESConfig)
+    assert (cfg.strategy.population_size, cfg.train.num_generations) == (8, 5)
+    assert cfg.strategy.learning_rate_decay == 0.999  # the rest from the preset
+    # a changed trust-GA knob does not fit the fast preset's strategy: an error
+    params["strategy"]["mutation_prob"] = 0.1
+    path.write_text(yaml.safe_dump({**params, "preset": "fast"}))
+    with pytest.raises(ConfigError, match=r"mutation_prob: not a knob of lowrank_es"):
+        load_params(path)
+    # -S overrides win over everything, default values included
+    cfg = load_params(path, {"preset": "genreg-code", "strategy.mutation_prob": 0.07})
+    assert (cfg.strategy.reward_wrong, cfg.strategy.mutation_prob) == (-2.5, 0.07)
+
+
+def test_a_mapping_keeps_keys_at_default_values_over_its_preset() -> None:
+    cfg = build_config({"preset": "genreg-code", "strategy": {"trust_decay": 0.2}})
+    assert (cfg.strategy.trust_decay, cfg.strategy.decay_mode) == (0.2, "image")
+
+
+def test_naming_another_strategy_keeps_the_shared_knobs() -> None:
+    fast = build_config({"preset": "fast"})
+    cfg = with_overrides(fast, {"strategy.name": "open_es"})
+    assert isinstance(cfg.strategy, OpenESConfig)
+    assert cfg.strategy.population_size == fast.strategy.population_size == 1000
+    assert cfg.strategy.fitness == "neg_cross_entropy"
+    assert cfg.strategy.learning_rate_decay == 0.999
+    trust = with_overrides(Config(), {"strategy.name": "open_es"}).strategy
+    assert trust == OpenESConfig()  # trust_reward is no fitness of open_es: dropped
+    cfg = build_config({"preset": "fast", "strategy": {"name": "trust_ga"}})
+    assert cfg.strategy.population_size == 1000 and cfg.train.num_generations == 3000

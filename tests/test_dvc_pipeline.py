@@ -126,6 +126,17 @@ def test_repro_noop_rerun_and_push_pull(
     assert sha256(best) == before and meta.exists()
     assert "up to date" in run("dvc", "status")
 
+    # a preset wins over the keys params.yaml leaves at their defaults; the tiny
+    # sizes above differ from the defaults, so they still win over the preset's
+    from genreg.checkpoint import load_genome
+
+    set_params(repo, {("strategy", "mutation_scale"): 0.1})  # back to its default
+    assert ran(run("dvc", "exp", "run", "-S", "preset=fast")) == {"train", "evaluate"}
+    config = load_genome(best).meta["config"]
+    assert config["preset"] == "fast" and config["strategy"]["name"] == "lowrank_es"
+    assert config["strategy"]["population_size"] == 8
+    assert config["train"]["num_generations"] == 3
+
 
 def test_params_yaml_lists_every_config_key_with_its_default() -> None:
     from genreg.config import Config, load_params
@@ -142,6 +153,9 @@ def test_params_yaml_lists_every_config_key_with_its_default() -> None:
     written = flatten(yaml.safe_load((ROOT / "params.yaml").read_text()))
     defaults = Config().flat()
     assert sorted(set(defaults) - set(written)) == []
+    # the trust GA's knobs, no other strategy's
+    knobs = {k for k in written if k.startswith("strategy.")}
+    assert knobs == {k for k in defaults if k.startswith("strategy.")}
     loaded = load_params(ROOT / "params.yaml").flat()
     changed = {k for k in defaults if loaded[k] != defaults[k]}
     assert changed == set()  # params.yaml holds the genreg-paper values, no paths

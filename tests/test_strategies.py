@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from genreg.config import PRESETS, StrategyConfig, build_config
+from genreg.config import (
+    PRESETS,
+    STRATEGY_CONFIGS,
+    LowRankESConfig,
+    StrategyConfig,
+    build_config,
+)
 from genreg.model import BatchedMLP
 from genreg.noise import mirrored_population, noise_table
 from genreg.optim import adam_step, clipup_step
@@ -32,18 +38,19 @@ def members(population: Population) -> torch.Tensor:
 
 
 def toy_config(name: str) -> StrategyConfig:
-    """Small knobs that suit a 40-d quadratic for every strategy."""
-    return StrategyConfig(
-        name=name,  # type: ignore[arg-type]
-        population_size=POP,
-        stdev_init=0.1,
-        center_learning_rate=0.05,
-        stdev_learning_rate=0.05,
-        mutation_prob=1.0,
-        mutation_scale=0.05,
-        elitism=2,
-        center_init_scale=1.0,
-    )
+    """Small knobs that suit a 40-d quadratic for every strategy (those it has)."""
+    knobs = {
+        "population_size": POP,
+        "stdev_init": 0.1,
+        "center_learning_rate": 0.05,
+        "stdev_learning_rate": 0.05,
+        "mutation_prob": 1.0,
+        "mutation_scale": 0.05,
+        "elitism": 2,
+        "center_init_scale": 1.0,
+    }
+    cls = STRATEGY_CONFIGS[name]
+    return cls(**{k: v for k, v in knobs.items() if k in cls.knobs()})
 
 
 def quadratic(genomes: torch.Tensor) -> torch.Tensor:
@@ -145,9 +152,7 @@ def test_es_replays_from_seeds_and_fitness(name: str) -> None:
 @pytest.mark.parametrize("rank", [1, 3])
 def test_lowrank_population_matches_its_dense_genomes(rank: int) -> None:
     model = BatchedMLP(784, 16, 10)
-    cfg = StrategyConfig(
-        name="lowrank_es", population_size=6, noise_rank=rank, stdev_init=0.05
-    )
+    cfg = LowRankESConfig(population_size=6, noise_rank=rank, stdev_init=0.05)
     strategy = make_strategy(cfg, model.num_params, 1, model)
     rng = torch.Generator().manual_seed(0)
     state = strategy.init(model.init(2, rng), rng)
@@ -163,6 +168,14 @@ def test_lowrank_population_matches_its_dense_genomes(rank: int) -> None:
         rtol=1e-4,
         atol=1e-5,
     )
+
+
+def test_every_strategy_is_built_from_its_own_config() -> None:
+    assert set(STRATEGIES) == set(STRATEGY_CONFIGS)
+    for name, cls in STRATEGIES.items():
+        assert cls.config_class is STRATEGY_CONFIGS[name]
+    with pytest.raises(TypeError, match="OpenES needs OpenESConfig, got TrustGAConfig"):
+        OpenES(STRATEGY_CONFIGS["trust_ga"](), DIM)
 
 
 def test_lowrank_es_needs_the_model() -> None:

@@ -129,6 +129,18 @@ def test_resume_refuses_other_params(small_mnist: Path, tmp_path: Path) -> None:
         train(tiny(), small_mnist, tmp_path)
 
 
+def test_resume_refuses_a_checkpoint_older_than_per_strategy_configs(
+    small_mnist: Path, tmp_path: Path
+) -> None:
+    train(tiny(**{"train.num_generations": 2}), small_mnist, tmp_path)
+    last = tmp_path / "checkpoints" / "last.npz"
+    arrays = {**read_npz(last), "format_version": np.array(2)}
+    np.savez(last, **arrays)
+    with pytest.raises(CheckpointError, match="predates per-strategy configs") as exc:
+        train(tiny(**{"train.num_generations": 3}), small_mnist, tmp_path, resume=True)
+    assert str(last) in str(exc.value)
+
+
 def test_numpy_evaluation_equals_torch(small_mnist: Path, tmp_path: Path) -> None:
     train(tiny(**{"train.num_generations": 2}), small_mnist, tmp_path / "run")
     genome = load_genome(tmp_path / "run" / "checkpoints" / "best.npz")

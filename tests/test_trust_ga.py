@@ -9,8 +9,9 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 
-from genreg.config import StrategyConfig
+from genreg.config import TrustGAConfig
 from genreg.model import BatchedMLP
 from genreg.strategies.trust_ga import (
     TrustGA,
@@ -55,7 +56,7 @@ def test_parents_come_from_the_top_fraction_in_proportion_to_trust() -> None:
 
 
 def test_child_trust_is_parent_trust_times_factor() -> None:
-    cfg = StrategyConfig(population_size=4, top_fraction=0.25, mutation_prob=0.0)
+    cfg = TrustGAConfig(population_size=4, top_fraction=0.25, mutation_prob=0.0)
     ga = TrustGA(cfg, num_params=3)
     genomes = torch.arange(12.0).view(4, 3)
     trust = torch.tensor([1.0, 50.0, 2.0, 3.0])
@@ -66,7 +67,7 @@ def test_child_trust_is_parent_trust_times_factor() -> None:
 
 
 def test_crossover_and_parent_mean_trust() -> None:
-    cfg = StrategyConfig(
+    cfg = TrustGAConfig(
         population_size=4,
         top_fraction=0.5,
         mutation_prob=0.0,
@@ -103,7 +104,7 @@ def test_mutation_hits_each_weight_with_the_given_probability() -> None:
 
 
 def test_tell_per_image_decay_matches_the_sequential_rule() -> None:
-    cfg = StrategyConfig(
+    cfg = TrustGAConfig(
         decay_mode="image",
         trust_decay=0.1,
         reward_correct=1.0,
@@ -126,7 +127,7 @@ def test_tell_per_image_decay_matches_the_sequential_rule() -> None:
 
 
 def test_sampled_predictions_follow_the_softmax() -> None:
-    cfg = StrategyConfig(reward_correct=1.0, reward_wrong=0.0)
+    cfg = TrustGAConfig(reward_correct=1.0, reward_wrong=0.0)
     logits = torch.log(torch.tensor([[[0.7, 0.3]] * 20_000]))
     fitness = make_fitness_fn(cfg)(logits, torch.zeros(20_000, dtype=torch.long), rng())
     assert fitness.item() / 20_000 == pytest.approx(0.7, abs=0.01)
@@ -164,7 +165,7 @@ def scaled_ga(model: BatchedMLP, **knobs: object) -> TrustGA:
         "child_trust": "parent_mean",
         "elitism": 3,
     }
-    cfg = StrategyConfig(**{**base, **knobs})
+    cfg = TrustGAConfig(**{**base, **knobs})
     return TrustGA(cfg, model.num_params, 20, model)
 
 
@@ -196,19 +197,25 @@ def test_unit_children_forward_equals_their_dense_genomes(rank: int) -> None:
     assert torch.equal(dense[:3], elites)  # carried over unchanged, re-scored
 
 
-def test_unit_crossover_takes_each_hidden_unit_whole_from_one_parent() -> None:
-    model = BatchedMLP(6, 4, 3)
+def zeros_and_ones_children(
+    model: BatchedMLP, population: int, crossover_fraction: float
+) -> Tensor:
+    """Unmutated children [N, D] of a pool of two: all-zero and all-one genomes."""
     ga = scaled_ga(
         model,
-        population_size=400,
-        crossover_fraction=1.0,
+        population_size=population,
+        crossover_fraction=crossover_fraction,
         mutation_scale=0.0,
         elitism=0,
     )
     pool = torch.stack([torch.zeros(model.num_params), torch.ones(model.num_params)])
     state = TrustGAState(pool, torch.tensor([1.0, 1.0]), torch.zeros(2), 1)
-    children = ga.ask(state, rng())[0].dense()
-    w1, b1, w2, b2 = model.layers(children)
+    return ga.ask(state, rng())[0].dense()
+
+
+def test_unit_crossover_takes_each_hidden_unit_whole_from_one_parent() -> None:
+    model = BatchedMLP(6, 4, 3)
+    w1, b1, w2, b2 = model.layers(zeros_and_ones_children(model, 400, 1.0))
     unit_value = w1[:, 0, :]  # [N, H]: each unit is all zeros or all ones
     assert torch.equal(w1, unit_value.unsqueeze(1).expand_as(w1))
     assert torch.equal(b1, unit_value)
@@ -219,16 +226,7 @@ def test_unit_crossover_takes_each_hidden_unit_whole_from_one_parent() -> None:
 
 def test_crossover_fraction_sets_the_share_of_crossed_children() -> None:
     model = BatchedMLP(6, 32, 3)
-    ga = scaled_ga(
-        model,
-        population_size=2000,
-        crossover_fraction=0.3,
-        mutation_scale=0.0,
-        elitism=0,
-    )
-    pool = torch.stack([torch.zeros(model.num_params), torch.ones(model.num_params)])
-    state = TrustGAState(pool, torch.tensor([1.0, 1.0]), torch.zeros(2), 1)
-    w1 = model.layers(ga.ask(state, rng())[0].dense())[0]
+    w1 = model.layers(zeros_and_ones_children(model, 2000, 0.3))[0]
     mixed = (w1.amin((1, 2)) != w1.amax((1, 2))).float().mean().item()
     # a crossed child of two different parents is mixed unless all 32 coins agree;
     # half the crossings pair a parent with itself
@@ -236,7 +234,7 @@ def test_crossover_fraction_sets_the_share_of_crossed_children() -> None:
 
 
 def test_dense_mutation_moves_every_weight_by_the_genome_sigma() -> None:
-    cfg = StrategyConfig(population_size=50, top_fraction=0.02, mutation="dense")
+    cfg = TrustGAConfig(population_size=50, top_fraction=0.02, mutation="dense")
     ga = TrustGA(cfg, num_params=2000)
     pool = torch.zeros(1, 2000)
     state = TrustGAState(pool, torch.ones(1), torch.tensor([0.02]), 1)
@@ -246,7 +244,7 @@ def test_dense_mutation_moves_every_weight_by_the_genome_sigma() -> None:
 
 
 def test_self_adaptive_sigma_is_inherited_and_perturbed_log_normally() -> None:
-    cfg = StrategyConfig(
+    cfg = TrustGAConfig(
         population_size=4000, top_fraction=0.001, self_adapt_tau=0.2, mutation="dense"
     )
     ga = TrustGA(cfg, num_params=10)
@@ -263,7 +261,7 @@ def test_self_adaptive_sigma_is_inherited_and_perturbed_log_normally() -> None:
 
 
 def test_tell_keeps_the_most_trusted_as_the_pool_and_best() -> None:
-    cfg = StrategyConfig(population_size=10, top_fraction=0.3, child_trust_factor=1.0)
+    cfg = TrustGAConfig(population_size=10, top_fraction=0.3, child_trust_factor=1.0)
     ga = TrustGA(cfg, num_params=2)
     genomes = torch.arange(20.0).view(10, 2)
     state = TrustGAState(genomes, torch.zeros(10), torch.ones(10))
@@ -285,11 +283,11 @@ def test_margin_fitness_is_the_squashed_true_class_lead() -> None:
     logits = torch.tensor([[[3.0, 1.0, 0.0], [0.0, 2.0, 2.5]]])  # [P=1, B=2, C=3]
     labels = torch.tensor([0, 1])
     assert class_margin(logits, labels).tolist() == [[2.0, -0.5]]
-    fitness = make_fitness_fn(StrategyConfig(fitness="margin"))(logits, labels, rng())
+    fitness = make_fitness_fn(TrustGAConfig(fitness="margin"))(logits, labels, rng())
     expected = (math.tanh(2.0) + math.tanh(-0.5)) / 2
     assert fitness.item() == pytest.approx(expected)
 
 
 def test_unit_crossover_needs_the_model() -> None:
     with pytest.raises(ValueError, match="crossover: unit"):
-        TrustGA(StrategyConfig(crossover="unit"), num_params=10)
+        TrustGA(TrustGAConfig(crossover="unit"), num_params=10)

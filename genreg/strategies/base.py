@@ -70,11 +70,13 @@ class Strategy(Protocol[S]):
 class StrategyBase:
     """The constructor every strategy shares: config, genome length, batch size.
 
+    Each strategy takes its own config class (`config_class`), whose construction
+    already checked its knobs (an even population where members come in +/- pairs).
     `model`, when given, is the network whose genomes are evolved; only strategies
     that exploit its layer shapes (lowrank_es) need it.
     """
 
-    mirrored: ClassVar[bool] = False  # samples come in +/- noise pairs
+    config_class: ClassVar[type[StrategyConfig]]  # the config it is built from
     needs_model: ClassVar[bool] = False  # uses the model's layer shapes
 
     def __init__(
@@ -84,8 +86,11 @@ class StrategyBase:
         images_per_generation: int = 1,
         model: BatchedMLP | None = None,
     ) -> None:
-        if self.mirrored and config.population_size % 2:
-            raise ValueError("strategy.population_size must be even (mirrored pairs)")
+        if not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} needs {self.config_class.__name__}, "
+                f"got {type(config).__name__}"
+            )
         if self.needs_model and (model is None or model.num_params != num_params):
             raise ValueError(
                 f"strategy.name: {config.name} needs the BatchedMLP whose genomes it "

@@ -9,11 +9,12 @@ metrics.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
+from genreg.config import DistributionConfig
 from genreg.metric_names import (
     CENTER_NORM,
     GRAD_NORM,
@@ -53,7 +54,7 @@ def initial_center(genomes: Tensor, scale: float) -> Tensor:
 class DistributionStrategy(StrategyBase):
     """Mirrored seed-based sampling, fitness shaping and the center's optimiser step."""
 
-    mirrored: ClassVar[bool] = True
+    config: DistributionConfig
 
     def ask(self, state: Any, rng: torch.Generator) -> tuple[Population, Any]:
         return self.ask_seeded(state, draw_seed(rng))

@@ -22,6 +22,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from genreg.config import LowRankESConfig
 from genreg.model import BatchedMLP
 from genreg.strategies.open_es import OpenES, OpenESState
 
@@ -84,6 +85,8 @@ class LowRankPopulation:
 class LowRankES(OpenES):
     """OpenES whose first-layer noise has rank `strategy.noise_rank`."""
 
+    config: LowRankESConfig
+    config_class: ClassVar[type] = LowRankESConfig
     needs_model: ClassVar[bool] = True
 
     def ask_seeded(

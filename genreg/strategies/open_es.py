@@ -16,6 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from genreg.config import OpenESConfig
 from genreg.strategies.distribution import DistributionStrategy, initial_center
 
 
@@ -29,8 +30,9 @@ class OpenESState:
 
 
 class OpenES(DistributionStrategy):
-    """Isotropic Gaussian ES; the learning rate and sigma come from `StrategyConfig`."""
+    """Isotropic Gaussian ES; the learning rate and sigma come from `OpenESConfig`."""
 
+    config_class: ClassVar[type] = OpenESConfig
     state_class: ClassVar[type] = OpenESState
 
     def init(self, genomes: Tensor, rng: torch.Generator) -> OpenESState:

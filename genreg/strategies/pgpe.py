@@ -17,6 +17,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from genreg.config import PGPEConfig
 from genreg.strategies.distribution import DistributionStrategy, initial_center
 
 
@@ -31,7 +32,10 @@ class PGPEState:
 
 
 class PGPE(DistributionStrategy):
-    """PGPE with symmetric sampling; knobs from `StrategyConfig`."""
+    """PGPE with symmetric sampling; knobs from `PGPEConfig`."""
+
+    config: PGPEConfig
+    config_class: ClassVar[type] = PGPEConfig
 
     state_class: ClassVar[type] = PGPEState
 

@@ -17,6 +17,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from genreg.config import SimpleGAConfig
 from genreg.metric_names import MUTATION_SCALE, fitness_metrics
 from genreg.strategies.base import StrategyBase
 from genreg.strategies.trust_ga import mutate_
@@ -30,8 +31,10 @@ class SimpleGAState:
 
 
 class SimpleGA(StrategyBase):
-    """Truncation-selection GA; knobs from `StrategyConfig`."""
+    """Truncation-selection GA; knobs from `SimpleGAConfig`."""
 
+    config: SimpleGAConfig
+    config_class: ClassVar[type] = SimpleGAConfig
     state_class: ClassVar[type] = SimpleGAState
 
     def init(self, genomes: Tensor, rng: torch.Generator) -> SimpleGAState:

@@ -30,6 +30,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
+from genreg.config import TrustGAConfig
 from genreg.metric_names import (
     MUTATION_SCALE,
     TRUST_MAX,
@@ -215,8 +216,10 @@ class _Plan:
 
 
 class TrustGA(StrategyBase):
-    """GENREG's trust GA; every constant comes from `StrategyConfig`."""
+    """GENREG's trust GA; every constant comes from `TrustGAConfig`."""
 
+    config: TrustGAConfig
+    config_class: ClassVar[type] = TrustGAConfig
     state_class: ClassVar[type] = TrustGAState
 
     def __init__(self, *args: object, **kwargs: object) -> None:

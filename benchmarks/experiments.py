@@ -3,6 +3,7 @@
     python benchmarks/experiments.py width --data /tmp/exp_prep --gens 300
     python benchmarks/experiments.py es_vs_ga --data /tmp/exp_prep --budget 120
     python benchmarks/experiments.py alphabet --gens 400
+    python benchmarks/experiments.py crossover --preset genreg-plus --gens 300
 
 Every run starts from the `genreg-paper` preset (trust GA), seed 0, on the CPU, with
 only the swept key changed. The best genome is picked on validation by `train`, then
@@ -54,6 +55,14 @@ SWEEPS: dict[str, tuple[str, tuple[Any, ...]]] = {
     "width": ("model.hidden", (16, 32, 64, 128, 256)),
     "mutation": ("strategy.mutation_prob", (0.0, 0.01, 0.03, 0.07, 0.15, 0.3)),
     "images": ("train.images_per_class", (1, 5, 20)),
+    # the trust GA's own knobs, meant with --preset genreg-plus (docs/genreg_plus.md)
+    "crossover": ("strategy.crossover", ("unit", "none", "uniform")),
+    "trust_signal": (
+        "strategy.fitness",
+        ("neg_cross_entropy", "margin", "trust_reward"),
+    ),
+    "selection": ("strategy.parent_selection", ("uniform", "rank", "trust")),
+    "mutation_kind": ("strategy.mutation", ("lowrank", "dense")),
 }
 ALPHABET_AUG = {"shift": 0.1, "rotation": 10.0, "scale": 0.1, "thickness": 1}
 

@@ -1,4 +1,8 @@
-"""Every registered strategy improves a toy fitness, reproduces, checkpoints exactly."""
+"""Contracts of every registered strategy, then the ES-specific pieces.
+
+Each strategy in the registry improves a toy fitness, reproduces, checkpoints exactly
+and is built from its own config class.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import torch
 from genreg.config import (
     PRESETS,
     STRATEGY_CONFIGS,
+    ConfigError,
     LowRankESConfig,
     StrategyConfig,
     build_config,
@@ -168,6 +173,23 @@ def test_lowrank_population_matches_its_dense_genomes(rank: int) -> None:
         rtol=1e-4,
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_config_holds_only_its_strategys_knobs(name: str) -> None:
+    cfg = build_config({"strategy": {"name": name}})
+    assert isinstance(cfg.strategy, STRATEGY_CONFIGS[name])
+    assert build_config(cfg.to_dict()) == cfg
+    knobs = STRATEGY_CONFIGS[name].knobs()
+    assert [k for k in cfg.flat() if k.startswith("strategy.")] == [
+        f"strategy.{k}" for k in knobs
+    ]
+    foreign = next(
+        k for c in STRATEGY_CONFIGS.values() for k in c.knobs() if k not in knobs
+    )
+    message = rf"strategy\.{foreign}: not a knob of {name}"
+    with pytest.raises(ConfigError, match=message):
+        build_config({"strategy": {"name": name, foreign: 1}})
 
 
 def test_every_strategy_is_built_from_its_own_config() -> None:

@@ -17,7 +17,7 @@ from prefect.client.schemas.filters import (
 from genreg.adapters.cli import main
 from pipelines.flows import NIGHTLY_CRON, genreg_evaluate, genreg_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = {
     "strategy.population_size": 8,

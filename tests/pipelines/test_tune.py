@@ -245,6 +245,18 @@ def test_settings_errors_name_the_key(tmp_path: Path) -> None:
             parse_settings(section, cfg)
 
 
+def test_space_keys_must_be_knobs_of_the_chosen_strategy() -> None:
+    space = {"strategy.stdev_init": {"type": "float", "low": 0.01, "high": 0.1}}
+    with pytest.raises(
+        ConfigError,
+        match=r"tune\.space\.strategy\.stdev_init: not a knob of trust_ga; "
+        r"its knobs: \['name', 'population_size'",
+    ):
+        parse_settings({"space": space}, build_config({}))
+    es = build_config({"preset": "fast"})
+    assert set(parse_settings({"space": space}, es).space) == set(space)
+
+
 def test_apply_writes_best_params_into_sections_and_keeps_the_rest(
     tmp_path: Path,
 ) -> None:

@@ -52,18 +52,22 @@ POOR = {
 def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One real SQLite MLflow store for the module (creating one takes seconds)."""
     import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
     # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI, so a URI set by an
-    # earlier test module (log_genome_model restores one) must not win over ours
-    previous = mlflow.get_tracking_uri()
+    # earlier test module (log_genome_model restores one) must not win over ours.
+    # Afterwards put back exactly the process-wide URI of before (None when only the
+    # environment named a store), inside the context so the environment is restored
+    # last: a URI left set here would win over later modules' MLFLOW_TRACKING_URI.
+    previous = tracking_utils._tracking_uri
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
         # create the tables now: two workers migrating a new SQLite store at once clash
         MlflowClient(uri).search_experiments(max_results=1)
         yield uri
-    mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous)
 
 
 def write_params(tmp_path: Path, **tune: object) -> Path:

@@ -28,7 +28,10 @@ def read_curve(run_dir: Path) -> tuple[list[int], list[float], list[float]]:
     """(generation, cumulative wall seconds, validation accuracy) at each validation."""
     run = RunDir(run_dir)
     with run.metrics.open() as handle:
-        per_gen = [float(r[SECONDS_PER_GENERATION]) for r in csv.DictReader(handle)]
+        # blank for generations resumed from a run folder that lost its metrics.csv
+        per_gen = [
+            float(r[SECONDS_PER_GENERATION] or "nan") for r in csv.DictReader(handle)
+        ]
     elapsed = list(accumulate(per_gen))
     with run.val_curve.open() as handle:
         rows = list(csv.DictReader(handle))
@@ -36,7 +39,13 @@ def read_curve(run_dir: Path) -> tuple[list[int], list[float], list[float]]:
     return gens, [elapsed[g] for g in gens], [float(r[VAL_ACCURACY]) for r in rows]
 
 
-def plot(runs: Sequence[Path], labels: Sequence[str], out: Path, title: str) -> None:
+def plot(
+    runs: Sequence[Path],
+    labels: Sequence[str],
+    out: Path,
+    title: str,
+    ymin: float = 0.85,
+) -> None:
     """One line per run: validation accuracy by generation and by seconds."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
     for run_dir, label in zip(runs, labels, strict=True):
@@ -47,7 +56,7 @@ def plot(runs: Sequence[Path], labels: Sequence[str], out: Path, title: str) -> 
     for ax, xlabel in zip(axes, ("generation", "training seconds"), strict=True):
         ax.set_xlabel(xlabel)
         ax.set_ylabel("validation accuracy")
-        ax.set_ylim(0.85, 1.0)
+        ax.set_ylim(ymin, 1.0)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
@@ -64,11 +73,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--label", action="append", help="one per run (default: name)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--title", default="784-64-10 MLP on MNIST, no gradients")
+    parser.add_argument("--ymin", type=float, default=0.85, help="lowest y shown")
     args = parser.parse_args(argv)
     labels = args.label or [run.name for run in args.runs]
     if len(labels) != len(args.runs):
         parser.error(f"{len(labels)} --label for {len(args.runs)} runs")
-    plot(args.runs, labels, args.out, args.title)
+    plot(args.runs, labels, args.out, args.title, args.ymin)
 
 
 if __name__ == "__main__":

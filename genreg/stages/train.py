@@ -99,6 +99,7 @@ def train(
     if resume and last_path.exists():
         state, saved = load_run(last_path, strategy.state_class, rngs, device)
         _check_resumable(last_path, saved, cfg)
+        _restore_timings(RunDir(out_dir).metrics, state.history)
     else:
         genomes = task.model.init(
             cfg.strategy.population_size,
@@ -157,6 +158,21 @@ def _make_task(
     )
 
 
+def _restore_timings(metrics_csv: Path, history: list[dict[str, float]]) -> None:
+    """Put back the per-generation seconds a checkpoint leaves out, from metrics.csv.
+
+    Checkpoints hold no timings (so they stay byte-identical); the metrics.csv written
+    beside the checkpoint still has them for the generations done before the stop.
+    """
+    if not metrics_csv.exists():
+        return
+    with metrics_csv.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            gen, seconds = int(row["generation"]), row.get(SECONDS)
+            if seconds and gen < len(history):
+                history[gen][SECONDS] = float(seconds)
+
+
 def _check_resumable(path: Path, saved: dict, cfg: Config) -> None:
     old, new = flatten(saved), cfg.flat()
     changed = sorted(
@@ -193,7 +209,7 @@ def _write_outputs(
             Genome(weights, model, class_names, meta),
         )
     _write_curves(out_dir, state.history)
-    # generations restored by --resume carry no timing (checkpoints hold none)
+    # generations restored by --resume without their metrics.csv carry no timing
     timed = [row[SECONDS] for row in state.history if SECONDS in row]
     seconds, done = sum(timed), max(len(timed), 1)
     summary = TrainSummary(

@@ -357,6 +357,30 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "train": {"images_per_class": 10, "num_generations": 3000},
     },
+    # the Optuna study's winner over GENREG's knobs (examples/tune-genreg.yaml, 12
+    # trials of 300 generations; docs/genreg_plus.md): genreg-plus with more crossover,
+    # a wider hidden layer (784-128-10) and a faster-adapting mutation scale
+    "genreg-tuned": {
+        "model": {"init_weight": 0.1, "hidden": 128},
+        "strategy": {
+            "name": "trust_ga",
+            "population_size": 1200,
+            "fitness": "neg_cross_entropy",
+            "trust_decay": 0.6,
+            "top_fraction": 0.2,
+            "parent_selection": "uniform",
+            "crossover": "unit",
+            "crossover_fraction": 0.77,
+            "mutate_crossovers": True,
+            "mutation": "lowrank",
+            "noise_rank": 1,
+            "mutation_scale": 0.0117,
+            "self_adapt_tau": 0.116,
+            "child_trust": "parent_mean",
+            "elitism": 40,
+        },
+        "train": {"images_per_class": 11, "num_generations": 3000},
+    },
     # fastest to 90% validation accuracy on a 2-core CPU (benchmarks/strategies.py)
     "fast": {
         "strategy": {

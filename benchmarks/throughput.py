@@ -90,7 +90,7 @@ def generation_seconds(
     task = random_task(hidden, cfg.train.images_per_class)
     model = task.model
     strategy = make_strategy(
-        cfg.strategy, model.num_params, images_per_class * 10, model
+        cfg.strategy, model.num_params, cfg.train.images_per_class * 10, model
     )
     rngs = make_rngs(0)
     state = RunState(

@@ -142,12 +142,13 @@ def run_study(
     gens: int,
     early: int,
     threads: int,
+    first_seed: int = 0,
 ) -> None:
     """Run every missing (variant, seed), appending rows as each finishes."""
     for variant in variants:
         table = docs / "reproduction" / f"{variant}.csv"
         done = {int(r["seed"]) for r in read_rows(table)}
-        for seed in range(seeds or VARIANTS[variant][2]):
+        for seed in range(first_seed, seeds or VARIANTS[variant][2]):
             if seed in done:
                 continue
             row = run_variant_seed(variant, seed, data, out, gens, early, threads)
@@ -225,6 +226,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--seeds", type=int, help="seeds per variant (default: its own)"
     )
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="skip seeds below (another worker)"
+    )
     parser.add_argument("--gens", type=int, default=1500)
     parser.add_argument("--early", type=int, default=600)
     parser.add_argument("--out", type=Path, default=Path("experiments/reproduction"))
@@ -242,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.gens,
             args.early,
             args.threads,
+            args.first_seed,
         )
     report(args.docs)
 

@@ -106,20 +106,24 @@ def crossover(mothers: Tensor, fathers: Tensor, rng: torch.Generator) -> Tensor:
     return torch.where(random_bits(tuple(mothers.shape), rng), fathers, mothers)
 
 
-def mutate_(genomes: Tensor, prob: float, scale: float, rng: torch.Generator) -> Tensor:
+def mutate_(
+    genomes: Tensor, prob: float, scale: float | Tensor, rng: torch.Generator
+) -> Tensor:
     """Add N(0, scale) to each weight of `genomes` [N, D] with probability `prob`.
 
-    In place.
+    In place. `scale` is one number or one per genome [N].
 
     Only the positions that mutate are drawn: Poisson(-N*D*ln(1-prob)) uniform hits, so
     each weight is hit at least once with probability exactly `prob`; a hit weight gets
     one normal draw. This costs O(prob * N * D) instead of two draws per weight.
     """
-    if prob <= 0 or scale <= 0 or genomes.numel() == 0:
+    per_genome = isinstance(scale, Tensor)
+    if prob <= 0 or genomes.numel() == 0 or (not per_genome and scale <= 0):
         return genomes
     flat = genomes.view(-1)
     if prob >= 1:
-        flat += torch.randn(flat.shape, generator=rng, device=flat.device) * scale
+        noise = torch.randn(genomes.shape, generator=rng, device=flat.device)
+        genomes += noise * (scale.unsqueeze(1) if per_genome else scale)
         return genomes
     rate = torch.tensor([-flat.numel() * math.log1p(-prob)], dtype=torch.float64)
     hits = int(torch.poisson(rate.to(rng.device), generator=rng).item())
@@ -127,7 +131,8 @@ def mutate_(genomes: Tensor, prob: float, scale: float, rng: torch.Generator) ->
         0, flat.numel(), (hits,), generator=rng, device=flat.device
     )
     positions = torch.unique(positions)
-    noise = torch.randn(positions.shape, generator=rng, device=flat.device) * scale
+    noise = torch.randn(positions.shape, generator=rng, device=flat.device)
+    noise *= scale[positions // genomes.shape[-1]] if per_genome else scale
     flat.index_add_(0, positions, noise)
     return genomes
 
@@ -377,13 +382,17 @@ class TrustGA(StrategyBase):
             return
         everyone = len(rows) == len(children)
         block = children if everyone else children[rows]
+        sigma = plan.sigma[rows]
         if cfg.mutation == "sparse":
-            mutate_(block, cfg.mutation_prob, cfg.mutation_scale, rng)
+            # a constant scale stays a Python number: the published path unchanged
+            scale = sigma if cfg.self_adapt_tau > 0 else cfg.mutation_scale
+            mutate_(block, cfg.mutation_prob, scale, rng)
         else:
-            noise = torch.randn(block.shape, generator=rng, device=rng.device)
             if cfg.mutation == "lowrank":
                 noise = self._lowrank_noise(len(block), rng)
-            block.add_(noise * plan.sigma[rows].unsqueeze(1))
+            else:
+                noise = torch.randn(block.shape, generator=rng, device=rng.device)
+            block.add_(noise * sigma.unsqueeze(1))
         if not everyone:
             children[rows] = block
 

@@ -260,6 +260,17 @@ def test_self_adaptive_sigma_is_inherited_and_perturbed_log_normally() -> None:
     assert metrics["mutation_scale"] == pytest.approx(asked.sigma.mean().item())
 
 
+def test_sparse_mutation_uses_each_genome_sigma_when_self_adaptive() -> None:
+    genomes = torch.zeros(4, 20_000)
+    sigma = torch.tensor([0.01, 0.1, 1.0, 0.0])
+    mutate_(genomes, 0.5, sigma, rng())
+    hit = genomes != 0
+    assert hit[:3].float().mean().item() == pytest.approx(0.5, abs=0.01)
+    assert not hit[3].any()
+    stds = [genomes[k][hit[k]].std().item() for k in range(3)]
+    assert stds == pytest.approx([0.01, 0.1, 1.0], rel=0.05)
+
+
 def test_tell_keeps_the_most_trusted_as_the_pool_and_best() -> None:
     cfg = TrustGAConfig(population_size=10, top_fraction=0.3, child_trust_factor=1.0)
     ga = TrustGA(cfg, num_params=2)

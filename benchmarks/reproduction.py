@@ -189,7 +189,8 @@ def report(docs: Path) -> None:
             f"(gen {rows[0]['generations']}) | {100 * statistics.median(final):.2f}% "
             f"| {sum(1 for p in past if p)}/{len(rows)} ({passed}) |"
         )
-        plot_band(ax, docs / "reproduction" / f"{variant}_curves.csv", description)
+        label = description.replace("`", "")
+        plot_band(ax, docs / "reproduction" / f"{variant}_curves.csv", label)
     ax.axhline(PUBLISHED[64], color="k", ls="--", lw=1, label="published 81.47% (64 h)")
     ax.axhline(
         PUBLISHED[32], color="gray", ls=":", lw=1, label="published 72.52% (32 h)"

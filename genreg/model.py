@@ -46,6 +46,15 @@ class BatchedMLP:
         b2 = flat[:, ends[2] : ends[3]]
         return w1, b1, w2, b2
 
+    def rest_layers(self, rest: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Views of a genome's part after W1 ([..., H + H*C + C]) as b1, W2, b2.
+
+        b1 [..., H], W2 [..., H, C], b2 [..., C].
+        """
+        h, c = self.hidden, self.num_outputs
+        lead = rest.shape[:-1]
+        return rest[..., :h], rest[..., h : h + h * c].view(*lead, h, c), rest[..., -c:]
+
     def hidden_activations(self, genomes: Tensor, x: Tensor) -> Tensor:
         """tanh hidden layer [P, B, H] for images `x` [B, I] shared by all genomes."""
         w1, b1, _, _ = self.layers(genomes)

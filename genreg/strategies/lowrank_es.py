@@ -47,19 +47,13 @@ class LowRankPopulation:
     def __len__(self) -> int:
         return 2 * len(self.rest)
 
-    def _split_rest(self, flat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """b1 [.., H], W2 [.., H, C], b2 [.., C] views of the non-W1 part."""
-        h, c = self.model.hidden, self.model.num_outputs
-        lead = flat.shape[:-1]
-        return flat[..., :h], flat[..., h : h + h * c].view(*lead, h, c), flat[..., -c:]
-
     def forward(self, x: Tensor) -> Tensor:
         """Logits [P, B, C] of every member on the shared images x [B, I]."""
         i, h = self.model.num_inputs, self.model.hidden
         half, r = len(self.rest), self.rank
         w1 = self.center[: i * h].view(i, h)
-        b1, w2, b2 = self._split_rest(self.center[i * h :])
-        nb1, nw2, nb2 = self._split_rest(self.rest)
+        b1, w2, b2 = self.model.rest_layers(self.center[i * h :])
+        nb1, nw2, nb2 = self.model.rest_layers(self.rest)
         base = torch.addmm(b1, x, w1)  # [B, H], once for all members
         xa = (x @ self.a).view(len(x), half, r).transpose(0, 1)  # [P/2, B, r]
         delta = torch.bmm(xa, self.b.view(half, r, h)).mul_(self.sigma / math.sqrt(r))

@@ -160,10 +160,6 @@ class UnitChildren:
     def __len__(self) -> int:
         return len(self.mothers)
 
-    def _split_rest(self, rest: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        h, c = self.model.hidden, self.model.num_outputs
-        return rest[:, :h], rest[:, h : h + h * c].view(-1, h, c), rest[:, h + h * c :]
-
     def forward(self, x: Tensor) -> Tensor:
         """Logits [N, B, C] on shared images x [B, I]: one GEMM over the pool."""
         n, h = self.from_father.shape
@@ -182,7 +178,7 @@ class UnitChildren:
                 pre.addcmul_(self.b, xa)
             else:
                 pre.baddbmm_(self.b, xa)
-        b1, w2, b2 = self._split_rest(self.rest)
+        b1, w2, b2 = self.model.rest_layers(self.rest)
         hidden = pre.add_(b1.unsqueeze(-1)).tanh_()  # [N, H, B]
         return torch.baddbmm(b2.unsqueeze(1), hidden.transpose(1, 2), w2)
 

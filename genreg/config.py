@@ -190,8 +190,13 @@ class DistributionConfig(StrategyConfig):
     optimizer: Literal["adam", "clipup", "sgd"] = "adam"
     # the center starts as the first initial genome times this (tanh saturates at 1.0)
     center_init_scale: float = 0.1
-    # center learning rate at generation t: lr * decay**t
+    # "exponential": lr * learning_rate_decay**t at generation t; "cosine" / "linear":
+    # from lr down to lr * learning_rate_floor at generation schedule_generations
+    learning_rate_schedule: Literal["exponential", "cosine", "linear"] = "exponential"
     learning_rate_decay: float = 1.0
+    learning_rate_floor: float = 0.0
+    # length in generations of every cosine / linear schedule (0: none scheduled)
+    schedule_generations: int = 0
     shaping: Literal["centered_ranks", "normalized"] = "centered_ranks"
 
     mirrored: ClassVar[bool] = True
@@ -202,11 +207,52 @@ class DistributionConfig(StrategyConfig):
         "weight_decay": (0, 1, True, False),
         "center_init_scale": (0, INF, True, True),
         "learning_rate_decay": (0, 1, False, True),
+        "learning_rate_floor": (0, 1, True, True),
+        "schedule_generations": (0, INF, True, True),
     }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.learning_rate_schedule == "exponential":
+            return
+        self._needs_schedule_length("learning_rate_schedule")
+        if self.learning_rate_decay != 1.0:
+            raise ConfigError(
+                f"strategy.learning_rate_decay: {self.learning_rate_decay} applies "
+                "to the exponential schedule only; set it to 1.0 with "
+                f"learning_rate_schedule {self.learning_rate_schedule!r}"
+            )
+
+    def _needs_schedule_length(self, knob: str) -> None:
+        if self.schedule_generations == 0:
+            raise ConfigError(
+                f"strategy.{knob}: {getattr(self, knob)!r} needs "
+                "strategy.schedule_generations > 0 (the schedule's length)"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
-class OpenESConfig(DistributionConfig):
+class IsotropicESConfig(DistributionConfig):
+    """OpenAI-ES and its low-rank variant: one sampling stdev, optionally scheduled."""
+
+    # "cosine" / "linear": from stdev_init down to stdev_init * stdev_floor at
+    # generation schedule_generations
+    stdev_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    stdev_floor: float = 1.0
+
+    ranges: ClassVar[dict[str, Range]] = {
+        **DistributionConfig.ranges,
+        "stdev_floor": (0, 1, False, True),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stdev_schedule != "constant":
+            self._needs_schedule_length("stdev_schedule")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenESConfig(IsotropicESConfig):
     """OpenAI-ES: isotropic Gaussian noise of stdev `stdev_init`."""
 
     name: Literal["open_es"] = "open_es"
@@ -214,23 +260,44 @@ class OpenESConfig(DistributionConfig):
     noise_table_size: int = 0
 
     ranges: ClassVar[dict[str, Range]] = {
-        **DistributionConfig.ranges,
+        **IsotropicESConfig.ranges,
         "noise_table_size": (0, 2**31, True, True),
     }
 
 
 @dataclass(frozen=True, kw_only=True)
-class LowRankESConfig(DistributionConfig):
+class LowRankESConfig(IsotropicESConfig):
     """OpenAI-ES whose first-layer noise is low-rank."""
 
     name: Literal["lowrank_es"] = "lowrank_es"
     # rank of the first-layer noise A B^T
     noise_rank: int = 1
+    # > 0: the rank moves linearly to this by generation schedule_generations
+    noise_rank_final: int = 0
+    # > 0: the population moves linearly to this by generation schedule_generations
+    population_final: int = 0
+    # noise on W2 (the hidden -> output matrix): dense normals, or a product u v^T of
+    # the current noise rank, like W1's
+    w2_noise: Literal["dense", "lowrank"] = "dense"
 
     ranges: ClassVar[dict[str, Range]] = {
-        **DistributionConfig.ranges,
+        **IsotropicESConfig.ranges,
         "noise_rank": (1, 4096, True, True),
+        "noise_rank_final": (0, 4096, True, True),
+        "population_final": (0, 1_000_000, True, True),
     }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.noise_rank_final:
+            self._needs_schedule_length("noise_rank_final")
+        if self.population_final:
+            self._needs_schedule_length("population_final")
+            if self.population_final < 2 or self.population_final % 2:
+                raise ConfigError(
+                    f"strategy.population_final: {self.population_final} must be "
+                    "even and at least 2 (mirrored noise pairs)"
+                )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -123,6 +123,51 @@ def test_round_trip_through_dict() -> None:
             {"strategy": {"elitism": 200}},
             r"strategy\.elitism: 200 must be below population_size",
         ),
+        (
+            {"strategy": {"name": "open_es", "learning_rate_schedule": "cosine"}},
+            r"strategy\.learning_rate_schedule: 'cosine' needs "
+            r"strategy\.schedule_generations > 0",
+        ),
+        (
+            {
+                "preset": "fast",
+                "strategy": {
+                    "learning_rate_schedule": "linear",
+                    "schedule_generations": 100,
+                },
+            },
+            r"strategy\.learning_rate_decay: 0\.999 applies to the exponential",
+        ),
+        (
+            {"strategy": {"name": "lowrank_es", "stdev_schedule": "cosine"}},
+            r"strategy\.stdev_schedule: 'cosine' needs strategy\.schedule_generations",
+        ),
+        (
+            {"strategy": {"name": "pgpe", "stdev_schedule": "cosine"}},
+            r"strategy\.stdev_schedule: not a knob of pgpe",
+        ),
+        (
+            {"strategy": {"name": "lowrank_es", "stdev_floor": 0}},
+            r"strategy\.stdev_floor: 0\.0 is out of range",
+        ),
+        (
+            {"strategy": {"name": "lowrank_es", "noise_rank_final": 4}},
+            r"strategy\.noise_rank_final: 4 needs strategy\.schedule_generations",
+        ),
+        (
+            {
+                "strategy": {
+                    "name": "lowrank_es",
+                    "population_final": 301,
+                    "schedule_generations": 10,
+                }
+            },
+            r"strategy\.population_final: 301 must be even",
+        ),
+        (
+            {"strategy": {"name": "lowrank_es", "w2_noise": "sparse"}},
+            r"strategy\.w2_noise: 'sparse' is not allowed",
+        ),
     ],
 )
 def test_bad_params_name_the_key(params: dict, message: str) -> None:

@@ -8,6 +8,7 @@ metrics.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, NamedTuple, Protocol
 
@@ -46,6 +47,29 @@ class CenterStep(NamedTuple):
     generation: int  # generations told, this one included
 
 
+def annealed(kind: str, floor: float, generation: int, length: int) -> float:
+    """Factor at `generation` of a schedule falling from 1 to `floor` over `length`.
+
+    "cosine" follows half a cosine, "linear" a straight line; both stay at `floor`
+    after `length` generations. "constant" is always 1.
+    """
+    if kind == "constant":
+        return 1.0
+    progress = min(generation / length, 1.0)
+    if kind == "cosine":
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if kind == "linear":
+        return floor + (1.0 - floor) * (1.0 - progress)
+    raise ValueError(f"unknown schedule {kind!r}")
+
+
+def interpolated(start: int, end: int, generation: int, length: int) -> int:
+    """`start` moving linearly to `end` over `length` generations (end 0: stay)."""
+    if not end:
+        return start
+    return round(start + (end - start) * min(generation / length, 1.0))
+
+
 def initial_center(genomes: Tensor, scale: float) -> Tensor:
     """The first initial genome shrunk by `scale` (the model's init saturates tanh)."""
     return genomes[0].detach().clone() * scale
@@ -81,19 +105,27 @@ class DistributionStrategy(StrategyBase):
         return normalized(fitness)
 
     def center_step(self, state: DistributionState, grad: Tensor) -> CenterStep:
-        """Weight decay, then one optimiser step at the decayed learning rate."""
+        """Weight decay, then one optimiser step at the scheduled learning rate."""
         cfg = self.config
         grad = grad - cfg.weight_decay * state.center
         t = state.generation + 1
         step, m, v = optimizer_step(
-            cfg.optimizer,
-            grad,
-            state.m,
-            state.v,
-            t,
-            cfg.center_learning_rate * cfg.learning_rate_decay**state.generation,
+            cfg.optimizer, grad, state.m, state.v, t, self.learning_rate(state)
         )
         return CenterStep(grad, step, m, v, t)
+
+    def learning_rate(self, state: DistributionState) -> float:
+        """The center's learning rate at generation `state.generation`."""
+        cfg, t = self.config, state.generation
+        if cfg.learning_rate_schedule == "exponential":
+            return cfg.center_learning_rate * cfg.learning_rate_decay**t
+        factor = annealed(
+            cfg.learning_rate_schedule,
+            cfg.learning_rate_floor,
+            t,
+            cfg.schedule_generations,
+        )
+        return cfg.center_learning_rate * factor
 
     def metrics(
         self,

@@ -2,13 +2,16 @@
 
 Member j < P/2 perturbs the 784 x H first-layer matrix by +sigma/sqrt(r) A_j B_j^T
 (A_j [I, r], B_j [H, r]) and member j + P/2 by minus that; the small rest of the
-genome (b1, W2, b2) gets dense mirrored noise. The population is never materialised:
+genome (b1, W2, b2) gets dense mirrored noise, or, with `w2_noise: lowrank`, W2 gets
+u_j v_j^T / sqrt(r) (u_j [H, r], v_j [C, r]) and only the biases dense noise.
+The population is never materialised:
 x @ (W + s A B^T) = x @ W + s (x @ A) B^T, so the 784 x H product is computed once for
 the center and each member pays only for rank-r products (EGGROLL's trick [1]). The
 search gradient sum_j w_j A_j B_j^T is still full rank: one [I, P r] @ [P r, H] GEMM.
 
 Everything else (centred ranks, Adam, weight decay, seeds in the state, `replay`) is
-OpenES's.
+OpenES's. The rank and the population may change over the run
+(`noise_rank_final`, `population_final`): both are functions of the generation.
 
 [1] Sarkar et al., "Evolution Strategies at the Hyperscale", 2025 (EGGROLL).
 """
@@ -24,6 +27,7 @@ from torch import Tensor
 
 from genreg.config import LowRankESConfig
 from genreg.model import BatchedMLP
+from genreg.strategies.distribution import interpolated
 from genreg.strategies.open_es import OpenES, OpenESState
 
 
@@ -86,9 +90,10 @@ class LowRankES(OpenES):
     def ask_seeded(
         self, state: OpenESState, seed: int
     ) -> tuple[LowRankPopulation, OpenESState]:
-        cfg, model = self.config, self.model
+        model = self.model
         assert model is not None  # needs_model: checked by the constructor
-        half, r = cfg.population_size // 2, cfg.noise_rank
+        t = state.generation
+        half, r = self.population_at(t) // 2, self.rank_at(t)
         i, h = model.num_inputs, model.hidden
         device = state.center.device
         gen = torch.Generator(device=device)
@@ -96,14 +101,42 @@ class LowRankES(OpenES):
         a = torch.randn(i, half * r, generator=gen, device=device)
         b = torch.randn(half * r, h, generator=gen, device=device)
         rest = torch.randn(half, self.num_params - i * h, generator=gen, device=device)
+        if self.config.w2_noise == "lowrank":
+            _, w2, _ = model.rest_layers(rest)
+            u = torch.randn(half, h, r, generator=gen, device=device)
+            v = torch.randn(half, r, model.num_outputs, generator=gen, device=device)
+            torch.bmm(u, v, out=w2).div_(math.sqrt(r))
         population = LowRankPopulation(
-            model, state.center, cfg.stdev_init, r, a, b, rest
+            model, state.center, self.stdev(state), r, a, b, rest
         )
         return population, replace(state, noise_seed=seed)
 
-    def gradient(self, genomes: LowRankPopulation, weights: Tensor) -> Tensor:
+    def population_at(self, generation: int) -> int:
+        """Population size at `generation`: even, moving to `population_final`."""
+        cfg = self.config
+        pop = interpolated(
+            cfg.population_size,
+            cfg.population_final,
+            generation,
+            cfg.schedule_generations,
+        )
+        return max(2, pop - pop % 2)
+
+    def rank_at(self, generation: int) -> int:
+        """Noise rank at `generation`, moving to `noise_rank_final`."""
+        cfg = self.config
+        return interpolated(
+            cfg.noise_rank,
+            cfg.noise_rank_final,
+            generation,
+            cfg.schedule_generations,
+        )
+
+    def gradient(
+        self, genomes: LowRankPopulation, weights: Tensor, sigma: float
+    ) -> Tensor:
         pop, r = len(genomes), genomes.rank
-        scale = 1.0 / (self.config.stdev_init * pop)
+        scale = 1.0 / (sigma * pop)
         g1 = (genomes.a * weights.repeat_interleave(r)) @ genomes.b
         g_rest = weights[None] @ genomes.rest
         return torch.cat([g1.flatten() / math.sqrt(r), g_rest[0]]) * scale

@@ -16,8 +16,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from genreg.config import OpenESConfig
-from genreg.strategies.distribution import DistributionStrategy, initial_center
+from genreg.config import IsotropicESConfig, OpenESConfig
+from genreg.strategies.distribution import (
+    DistributionStrategy,
+    annealed,
+    initial_center,
+)
 
 
 @dataclass
@@ -32,6 +36,7 @@ class OpenESState:
 class OpenES(DistributionStrategy):
     """Isotropic Gaussian ES; the learning rate and sigma come from `OpenESConfig`."""
 
+    config: IsotropicESConfig
     config_class: ClassVar[type] = OpenESConfig
     state_class: ClassVar[type] = OpenESState
 
@@ -46,20 +51,32 @@ class OpenES(DistributionStrategy):
         half = len(fitness) // 2
         utility = self.utility(fitness)
         weights = utility[:half] - utility[half:]
-        update = self.center_step(state, self.gradient(genomes, weights))
+        sigma = self.stdev(state)
+        update = self.center_step(state, self.gradient(genomes, weights, sigma))
         center = state.center + update.step
         new = OpenESState(
             center, update.m, update.v, state.noise_seed, update.generation
         )
-        return new, self.metrics(fitness, self.config.stdev_init, center, update)
+        return new, self.metrics(fitness, sigma, center, update)
 
-    def gradient(self, genomes: Tensor, weights: Tensor) -> Tensor:
+    def stdev(self, state: OpenESState) -> float:
+        """stdev_init times the `strategy.stdev_schedule` factor at this generation."""
+        cfg = self.config
+        factor = annealed(
+            cfg.stdev_schedule,
+            cfg.stdev_floor,
+            state.generation,
+            cfg.schedule_generations,
+        )
+        return cfg.stdev_init * factor
+
+    def gradient(self, genomes: Tensor, weights: Tensor, sigma: float) -> Tensor:
         """Search gradient [D] from pair weights u(+eps_j) - u(-eps_j) [P/2]."""
         half = len(weights)
         # (G+ - G-) = 2 sigma eps, so w @ G+ - w @ G- avoids a [P/2, D] temporary
         row = weights[None]  # [1, P/2] @ [P/2, D]: a GEMM, much faster than vector @
         diff = (row @ genomes[:half] - row @ genomes[half:])[0]
-        return diff / (2 * self.config.stdev_init**2 * 2 * half)
+        return diff / (2 * sigma**2 * 2 * half)
 
 
 def replay(

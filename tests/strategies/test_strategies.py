@@ -27,6 +27,7 @@ from genreg.optim import adam_step, clipup_step
 from genreg.shaping import centered_ranks
 from genreg.strategies import STRATEGIES, make_strategy
 from genreg.strategies.base import Population, state_arrays, state_from_arrays
+from genreg.strategies.distribution import annealed
 from genreg.strategies.lowrank_es import LowRankPopulation
 from genreg.strategies.open_es import OpenES, replay
 
@@ -154,10 +155,12 @@ def test_es_replays_from_seeds_and_fitness(name: str) -> None:
     assert torch.equal(replayed.center, state.center)
 
 
-@pytest.mark.parametrize("rank", [1, 3])
-def test_lowrank_population_matches_its_dense_genomes(rank: int) -> None:
+@pytest.mark.parametrize(("rank", "w2_noise"), [(1, "dense"), (3, "lowrank")])
+def test_lowrank_population_matches_its_dense_genomes(rank: int, w2_noise: str) -> None:
     model = BatchedMLP(784, 16, 10)
-    cfg = LowRankESConfig(population_size=6, noise_rank=rank, stdev_init=0.05)
+    cfg = LowRankESConfig(
+        population_size=6, noise_rank=rank, stdev_init=0.05, w2_noise=w2_noise
+    )
     strategy = make_strategy(cfg, model.num_params, 1, model)
     rng = torch.Generator().manual_seed(0)
     state = strategy.init(model.init(2, rng), rng)
@@ -168,11 +171,94 @@ def test_lowrank_population_matches_its_dense_genomes(rank: int) -> None:
     torch.testing.assert_close(population.forward(x), model.forward(dense, x))
     weights = torch.randn(3, generator=rng)
     torch.testing.assert_close(
-        strategy.gradient(population, weights),
-        OpenES.gradient(strategy, dense, weights),
+        strategy.gradient(population, weights, 0.05),
+        OpenES.gradient(strategy, dense, weights, 0.05),
         rtol=1e-4,
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize(("w2_noise", "expected_rank"), [("dense", 10), ("lowrank", 2)])
+def test_w2_noise_rank_follows_w2_noise(w2_noise: str, expected_rank: int) -> None:
+    model = BatchedMLP(784, 16, 10)
+    cfg = LowRankESConfig(population_size=4, noise_rank=2, w2_noise=w2_noise)
+    strategy = make_strategy(cfg, model.num_params, 1, model)
+    rng = torch.Generator().manual_seed(0)
+    state = strategy.init(model.init(2, rng), rng)
+    population, _ = strategy.ask(state, rng)
+    _, w2_noise_of_each, _ = model.rest_layers(population.rest)
+    ranks = torch.linalg.matrix_rank(w2_noise_of_each)
+    assert ranks.tolist() == [expected_rank, expected_rank]
+
+
+def test_lowrank_population_and_rank_follow_their_schedules() -> None:
+    model = BatchedMLP(784, 16, 10)
+    cfg = LowRankESConfig(
+        population_size=4,
+        population_final=12,
+        noise_rank=1,
+        noise_rank_final=5,
+        schedule_generations=8,
+    )
+    strategy = make_strategy(cfg, model.num_params, 1, model)
+    rng = torch.Generator().manual_seed(0)
+    state = strategy.init(model.init(2, rng), rng)
+    seen = []
+    for generation in (0, 4, 8, 20):
+        population, _ = strategy.ask(
+            dataclasses.replace(state, generation=generation), rng
+        )
+        seen.append((len(population), population.rank))
+    assert seen == [(4, 1), (8, 3), (12, 5), (12, 5)]
+    population, asked = strategy.ask(dataclasses.replace(state, generation=4), rng)
+    told, _ = strategy.tell(asked, population, torch.randn(8, generator=rng))
+    assert told.generation == 5
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("constant", [1.0, 1.0, 1.0, 1.0]),
+        ("linear", [1.0, 0.55, 0.1, 0.1]),
+        ("cosine", [1.0, 0.55, 0.1, 0.1]),
+    ],
+)
+def test_annealed_falls_to_its_floor(kind: str, expected: list[float]) -> None:
+    got = [annealed(kind, 0.1, t, 10) for t in (0, 5, 10, 30)]
+    assert got == pytest.approx(expected)
+    if kind == "cosine":  # slower than linear early, faster late
+        assert annealed(kind, 0.1, 2, 10) > annealed("linear", 0.1, 2, 10)
+        assert annealed(kind, 0.1, 8, 10) < annealed("linear", 0.1, 8, 10)
+
+
+def test_es_learning_rate_and_stdev_follow_their_schedules() -> None:
+    cfg = LowRankESConfig(
+        population_size=4,
+        center_learning_rate=0.02,
+        learning_rate_schedule="linear",
+        learning_rate_floor=0.25,
+        stdev_init=0.04,
+        stdev_schedule="linear",
+        stdev_floor=0.5,
+        schedule_generations=4,
+    )
+    model = BatchedMLP(784, 16, 10)
+    strategy = make_strategy(cfg, model.num_params, 1, model)
+    rng = torch.Generator().manual_seed(0)
+    state = strategy.init(model.init(2, rng), rng)
+    late = dataclasses.replace(state, generation=2)
+    assert strategy.learning_rate(late) == pytest.approx(0.02 * 0.625)
+    population, asked = strategy.ask(late, rng)
+    assert population.sigma == pytest.approx(0.04 * 0.75)
+    _, metrics = strategy.tell(asked, population, torch.randn(4, generator=rng))
+    assert metrics["stdev_mean"] == pytest.approx(0.04 * 0.75)
+    exponential = make_strategy(
+        LowRankESConfig(center_learning_rate=0.02, learning_rate_decay=0.5),
+        model.num_params,
+        1,
+        model,
+    )
+    assert exponential.learning_rate(late) == pytest.approx(0.02 * 0.25)
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))

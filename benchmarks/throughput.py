@@ -5,12 +5,15 @@ their ratio, and the seconds per full generation (sample batch, forward, fitness
 update, reproduction with mutation) of the genreg-paper preset: population 200, 200
 images, 64 hidden; then one ES generation with dense noise (open_es) against low-rank
 noise (lowrank_es) at the `fast` preset's knobs; then the trust GA's seconds per
-generation at populations 200 / 1,000 / 5,000 for three engines: the engine as it was
-before the parent pool (every genome kept, crossover masks from one float per weight),
-`genreg-code` on today's engine, and `genreg-plus` (unit crossover, low-rank mutation:
-children never materialised).
+generation at populations 200 / 1,000 / 5,000: the engine as it was before the parent
+pool (every genome kept, crossover masks from one float per weight), then on today's
+engine `genreg-paper`, `genreg-code` and `genreg-plus` (unit crossover, low-rank
+mutation: children never materialised); then lowrank_es (the `fast` preset) at
+populations 1,000 / 10,000. Everything runs on --device (cpu by default); on CUDA each
+timed call is followed by torch.cuda.synchronize, after one untimed warm-up call.
 Run: python benchmarks/throughput.py [--population 200 --hidden 64 --repeats 5]
      [--ga-population 200 --ga-population 1000 --ga-population 5000]
+     [--lowrank-population 1000 --lowrank-population 10000] [--device cuda]
 """
 
 from __future__ import annotations
@@ -18,25 +21,38 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from genreg.config import build_config, with_overrides
 from genreg.model import BatchedMLP
 from genreg.runner import RunState, make_rngs, step
+from genreg.stages.train import resolve_device
 from genreg.strategies import make_strategy
 from genreg.strategies.trust_ga import mutate_, select_parents, update_trust
 from genreg.task import ClassificationTask, make_fitness_fn
 
+CPU = torch.device("cpu")
 
-def seconds(fn: Callable[[], object], repeats: int) -> float:
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timer sees all of it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds(
+    fn: Callable[[], object], repeats: int, device: torch.device = CPU
+) -> float:
     """Median wall seconds of `fn` over `repeats` calls, after one warm-up call."""
     fn()
+    synchronize(device)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         fn()
+        synchronize(device)
         times.append(time.perf_counter() - started)
     return sorted(times)[len(times) // 2]
 
@@ -52,15 +68,17 @@ def per_genome_loop(
     return torch.stack(outputs)
 
 
-def random_task(hidden: int, images_per_class: int) -> ClassificationTask:
+def random_task(
+    hidden: int, images_per_class: int, device: torch.device = CPU
+) -> ClassificationTask:
     """Random images of MNIST's shape: 6,000 to train on, 10 to validate."""
     gen = torch.Generator().manual_seed(0)
-    labels = torch.arange(10).repeat(600)
+    labels = torch.arange(10).repeat(600).to(device)
     return ClassificationTask(
         BatchedMLP(784, hidden, 10),
-        torch.rand(6000, 784, generator=gen),
+        torch.rand(6000, 784, generator=gen).to(device),
         labels,
-        torch.rand(10, 784, generator=gen),
+        torch.rand(10, 784, generator=gen).to(device),
         labels[:10],
         images_per_class,
     )
@@ -73,6 +91,7 @@ def generation_seconds(
     repeats: int,
     preset: str = "genreg-paper",
     strategy_name: str | None = None,
+    device: torch.device = CPU,
 ) -> float:
     """Seconds of one full generation of `preset` on random data of MNIST shapes.
 
@@ -87,20 +106,22 @@ def generation_seconds(
     if strategy_name is not None:
         overrides["strategy.name"] = strategy_name
     cfg = with_overrides(build_config({"preset": preset}), overrides)
-    task = random_task(hidden, cfg.train.images_per_class)
+    task = random_task(hidden, cfg.train.images_per_class, device)
     model = task.model
     strategy = make_strategy(
         cfg.strategy, model.num_params, cfg.train.images_per_class * 10, model
     )
-    rngs = make_rngs(0)
+    rngs = make_rngs(0, device)
     state = RunState(
         strategy.init(model.init(population, rngs["init"]), rngs["init"]), rngs
     )
     fitness_fn = make_fitness_fn(cfg.strategy)
-    return seconds(lambda: step(strategy, task, fitness_fn, state), repeats)
+    return seconds(lambda: step(strategy, task, fitness_fn, state), repeats, device)
 
 
-def whole_population_seconds(population: int, repeats: int) -> float:
+def whole_population_seconds(
+    population: int, repeats: int, device: torch.device = CPU
+) -> float:
     """One `genreg-code` generation on the engine before the parent pool.
 
     Every genome is kept and reproduced: parents from the top fifth by trust, uniform
@@ -112,10 +133,10 @@ def whole_population_seconds(population: int, repeats: int) -> float:
         {"strategy.population_size": population},
     )
     s = cfg.strategy
-    task = random_task(cfg.model.hidden, cfg.train.images_per_class)
-    rngs = make_rngs(0)
+    task = random_task(cfg.model.hidden, cfg.train.images_per_class, device)
+    rngs = make_rngs(0, device)
     genomes = task.model.init(population, rngs["init"])
-    trust = torch.zeros(population)
+    trust = torch.zeros(population, device=device)
     num_parents = math.ceil(s.top_fraction * population)
     fitness_fn = make_fitness_fn(s)
     keep = (1.0 - s.trust_decay) ** (cfg.train.images_per_class * 10)
@@ -125,7 +146,7 @@ def whole_population_seconds(population: int, repeats: int) -> float:
         rng = rngs["strategy"]
         mothers = select_parents(trust, num_parents, population, "trust", rng)
         fathers = select_parents(trust, num_parents, population, "trust", rng)
-        mask = torch.rand(genomes.shape, generator=rng) < 0.5
+        mask = torch.rand(genomes.shape, generator=rng, device=device) < 0.5
         children = torch.where(mask, genomes[fathers], genomes[mothers])
         mutate_(children, s.mutation_prob, s.mutation_scale, rng)
         x, y = task.sample_batch(rngs["batch"])
@@ -133,27 +154,54 @@ def whole_population_seconds(population: int, repeats: int) -> float:
         child_trust = (trust[mothers] + trust[fathers]) / 2
         genomes, trust = children, update_trust(child_trust, fitness, keep, 1e5)
 
-    return seconds(generation, repeats)
+    return seconds(generation, repeats, device)
 
 
-def trust_ga_table(populations: list[int], hidden: int, repeats: int) -> None:
+def trust_ga_table(
+    populations: list[int], hidden: int, repeats: int, device: torch.device = CPU
+) -> None:
     """Seconds per trust-GA generation: the whole-population engine against today's."""
     print(
         f"\ntrust GA, seconds per generation (hidden {hidden}, each preset's images "
         "per generation; ratio = before / genreg-plus)"
     )
-    print("population | before (genreg-code) | genreg-code | genreg-plus | ratio")
+    print(
+        "population | before (genreg-code) | genreg-paper | genreg-code | genreg-plus "
+        "| ratio"
+    )
     for population in populations:
-        before = whole_population_seconds(population, repeats)
-        code = generation_seconds(population, hidden, None, repeats, "genreg-code")
-        plus = generation_seconds(population, hidden, None, repeats, "genreg-plus")
+        before = whole_population_seconds(population, repeats, device)
+        paper, code, plus = (
+            generation_seconds(population, hidden, None, repeats, preset, None, device)
+            for preset in ("genreg-paper", "genreg-code", "genreg-plus")
+        )
         print(
-            f"{population:10,d} | {before:20.4f} | {code:11.4f} | {plus:11.4f} "
-            f"| {before / plus:5.1f}x"
+            f"{population:10,d} | {before:20.4f} | {paper:12.4f} | {code:11.4f} "
+            f"| {plus:11.4f} | {before / plus:5.1f}x"
         )
 
 
-def main() -> None:
+def lowrank_table(
+    populations: list[int], hidden: int, repeats: int, device: torch.device = CPU
+) -> None:
+    """Seconds per lowrank_es generation (the `fast` preset) by population."""
+    print(f"\nlowrank_es (`fast` preset, hidden {hidden}), seconds per generation")
+    print("population | seconds | genome-evaluations/s")
+    for population in populations:
+        per_gen = generation_seconds(
+            population, hidden, None, repeats, "fast", None, device
+        )
+        print(f"{population:10,d} | {per_gen:7.4f} | {population / per_gen:20,.0f}")
+
+
+def device_name(device: torch.device) -> str:
+    """'cpu', or 'cuda (<the GPU's name>)'."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -169,23 +217,39 @@ def main() -> None:
         action="append",
         help="trust-GA populations to time (repeatable; default 200, 1000, 5000)",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--lowrank-population",
+        type=int,
+        action="append",
+        help="lowrank_es populations to time (repeatable; default 1000, 10000)",
+    )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
     torch.set_grad_enabled(False)
     model = BatchedMLP(784, args.hidden, 10)
     gen = torch.Generator().manual_seed(0)
-    genomes = model.init(args.population, gen)
-    x = torch.rand(args.images, 784, generator=gen)
+    genomes = model.init(args.population, gen).to(device)
+    x = torch.rand(args.images, 784, generator=gen).to(device)
+    # a check that both engines compute the same network, not a precision test
     torch.testing.assert_close(
-        model.forward(genomes, x), per_genome_loop(model, genomes, x)
+        model.forward(genomes, x),
+        per_genome_loop(model, genomes, x),
+        rtol=1e-4,
+        atol=1e-4,
     )
-    batched = seconds(lambda: model.forward(genomes, x), args.repeats)
-    loop = seconds(lambda: per_genome_loop(model, genomes, x), args.repeats)
+    batched = seconds(lambda: model.forward(genomes, x), args.repeats, device)
+    loop = seconds(lambda: per_genome_loop(model, genomes, x), args.repeats, device)
     per_gen = generation_seconds(
-        args.population, args.hidden, args.images // 10, args.repeats
+        args.population,
+        args.hidden,
+        args.images // 10,
+        args.repeats,
+        device=device,
     )
     print(
         f"population {args.population}, {args.images} images, hidden {args.hidden}, "
-        f"{torch.get_num_threads()} threads, device cpu"
+        f"{torch.get_num_threads()} threads, device {device_name(device)}"
     )
     print(f"per-genome loop : {args.population / loop:12,.0f} genome-evaluations/s")
     print(f"batched engine  : {args.population / batched:12,.0f} genome-evaluations/s")
@@ -203,6 +267,7 @@ def main() -> None:
             args.repeats,
             "fast",
             name,
+            device,
         )
         for name in ("open_es", "lowrank_es")
     }
@@ -212,8 +277,13 @@ def main() -> None:
         f"lowrank_es (rank 1) {es['lowrank_es']:.4f} s, "
         f"ratio {es['open_es'] / es['lowrank_es']:.1f}x"
     )
-    ga_repeats = max(1, min(args.repeats, 3))
-    trust_ga_table(args.ga_population or [200, 1000, 5000], args.hidden, ga_repeats)
+    table_repeats = max(1, min(args.repeats, 3))
+    trust_ga_table(
+        args.ga_population or [200, 1000, 5000], args.hidden, table_repeats, device
+    )
+    lowrank_table(
+        args.lowrank_population or [1000, 10000], args.hidden, table_repeats, device
+    )
 
 
 if __name__ == "__main__":

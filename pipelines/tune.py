@@ -6,19 +6,31 @@ The search space and study settings live in the `tune:` section of params.yaml (
 `tune.target`, after `tune.n_trials` finished trials (COMPLETE or PRUNED, across every
 worker and every resumed session) or after `tune.timeout_s` seconds of this worker.
 The test set is never looked at here.
+
+A trial whose worker died (SIGKILL, lost machine) is failed and re-queued with the
+same params, `tune.max_retry` times: on a database storage once its heartbeat has been
+silent for `tune.grace_period_s`; on any storage when a worker on the same host starts
+and finds the trial's process gone. On a database storage a worker whose quota hangs
+on other workers' running trials waits for them instead of stopping, so a dead
+worker's last trial is run again by a survivor.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from genreg.config import Config, ConfigError, with_overrides
@@ -50,6 +62,9 @@ __all__ = [  # the settings loader is re-exported: it is part of this module's A
 ]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+WAIT = "wait"  # not a stop reason: other workers' trials may still fail and come back
+SURPLUS_ATTR = "surplus"  # a FAIL trial that was never run: the quota was already full
+log = logging.getLogger(__name__)
 
 
 def suggest(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[str, Any]:
@@ -71,10 +86,22 @@ def suggest(trial: optuna.Trial, space: Mapping[str, ParamSpec]) -> dict[str, An
 
 
 def open_study(settings: TuneSettings, storage: str | None = None) -> optuna.Study:
-    """Create or load the study; a plain path is a journal file, else a database URL."""
+    """Create or load the study; a plain path is a journal file, else a database URL.
+
+    A database storage records each trial's heartbeat (`tune.heartbeat_s`) and re-queues
+    trials whose heartbeat stopped (see the module docstring).
+    """
     url = storage or settings.storage
     if "://" in url:
-        backend: Any = url
+        with warnings.catch_warnings():  # heartbeats are marked experimental
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            backend: Any = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs={"pool_pre_ping": True},  # a restarted server is fine
+                heartbeat_interval=settings.heartbeat_s,
+                grace_period=settings.grace_period_s,
+                heartbeat_stale_trial_callback=retry_callback(settings),
+            )
     else:
         from optuna.storages.journal import JournalFileBackend
 
@@ -102,6 +129,13 @@ def open_study(settings: TuneSettings, storage: str | None = None) -> optuna.Stu
         sampler=sampler,
         load_if_exists=True,
     )
+
+
+def retry_callback(settings: TuneSettings) -> RetryHeartbeatStaleTrialCallback:
+    """Re-queues a dead worker's trial (same params) up to `tune.max_retry` times."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry)
 
 
 class PruningCallback:
@@ -140,22 +174,33 @@ def run_study(
 ) -> StudyResult:
     """Run trials until the target, n_trials finished in the study, or the timeout."""
     study = open_study(settings, storage)
-    _fail_dead_local_trials(study)
+    _fail_dead_local_trials(study, retry_callback(settings))
     parent = open_parent_run(study, cfg, settings)
     started = time.monotonic()
     trials_run, stopped_by = 0, "n_trials"
     while True:
+        _fail_stale_trials(study)
         stopped_by = _stop_reason(study, settings, started)
+        if stopped_by == WAIT:
+            time.sleep(settings.heartbeat_s or 1)
+            continue
         if stopped_by:
             break
-        trial = study.ask()
+        trial = _ask(study)
         if _surplus(study, trial, settings.n_trials):
-            study.tell(
-                trial, state=TrialState.FAIL
-            )  # another worker took the last slot
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            study.tell(trial, state=TrialState.FAIL)  # another worker took the slot
             continue
         trials_run += 1
-        _run_trial(study, trial, cfg, settings, data_dir, out_dir, parent)
+        try:
+            with get_heartbeat_thread(trial._trial_id, study._storage):
+                _run_trial(study, trial, cfg, settings, data_dir, out_dir, parent)
+        except UpdateFinishedTrialError:  # our beats came too late: it is re-queued
+            log.warning(
+                "trial %d was failed by another worker (heartbeat older than "
+                "tune.grace_period_s); its retry runs it again",
+                trial.number,
+            )
     report = tune_report.write_report(
         study, cfg, data_dir, out_dir, parent, evaluate_best
     )
@@ -165,6 +210,7 @@ def run_study(
 
 
 def _stop_reason(study: optuna.Study, settings: TuneSettings, started: float) -> str:
+    """Why to stop, WAIT while the quota hangs on trials a heartbeat watches, or ""."""
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state in FINISHED]
     running = [t for t in trials if t.state == TrialState.RUNNING]
@@ -173,14 +219,30 @@ def _stop_reason(study: optuna.Study, settings: TuneSettings, started: float) ->
     ]
     if values and max(values) >= settings.target:
         return "target"
-    if len(done) + len(running) >= settings.n_trials:
+    if len(done) >= settings.n_trials:
         return "n_trials"
     if (
         settings.timeout_s is not None
         and time.monotonic() - started >= settings.timeout_s
     ):
         return "timeout"
+    if len(done) + len(running) >= settings.n_trials:
+        return WAIT if is_heartbeat_enabled(study._storage) else "n_trials"
     return ""
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Fail (and re-queue) trials whose heartbeat stopped; no-op without heartbeats."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    """study.ask, which pops re-queued trials first; `run_study` beats the heartbeat."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
+        return study.ask()
 
 
 def _surplus(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
@@ -225,20 +287,29 @@ def _run_trial(
         study.tell(trial, state=TrialState.PRUNED)
         return
     except BaseException:
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
     trial.set_user_attr("mlflow_run_id", run_id)
     mark_trial_run(cfg, trial_dir, trial.number, pruned=False)
     study.tell(trial, summary.best_val_accuracy)
 
 
-def _fail_dead_local_trials(study: optuna.Study) -> None:
-    """Mark RUNNING trials of dead processes on this host FAIL: they free a slot."""
+def _fail_dead_local_trials(
+    study: optuna.Study, retry: RetryHeartbeatStaleTrialCallback
+) -> None:
+    """Fail and re-queue RUNNING trials of dead processes on this host."""
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = str(t.user_attrs.get("worker", "")).partition(":")
         if worker_host == host and pid.isdigit() and not _alive(int(pid)):
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            try:
+                failed = study._storage.set_trial_state_values(
+                    t._trial_id, TrialState.FAIL
+                )
+            except UpdateFinishedTrialError:  # another worker failed it first
+                continue
+            if failed:
+                retry(study, study._storage.get_trial(t._trial_id))
 
 
 def _alive(pid: int) -> bool:

@@ -63,6 +63,11 @@ class TuneSettings:
     pruner_warmup_steps: int = 50
     sampler: str = "tpe"
     sampler_seed: int | None = None
+    # database storages: a worker beats every heartbeat_s seconds; a RUNNING trial
+    # silent for grace_period_s (default 2 * heartbeat_s) is failed and re-queued
+    heartbeat_s: int | None = 60
+    grace_period_s: int | None = None
+    max_retry: int = 1
     space: dict[str, ParamSpec] = field(default_factory=dict)
 
 
@@ -114,6 +119,9 @@ def parse_settings(section: Mapping[str, Any], cfg: Config) -> TuneSettings:
         "pruner_warmup_steps": (int,),
         "sampler": (str,),
         "sampler_seed": (int, type(None)),
+        "heartbeat_s": (int, type(None)),
+        "grace_period_s": (int, type(None)),
+        "max_retry": (int,),
     }
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, checks[key]):
@@ -146,6 +154,19 @@ def _check_settings(s: TuneSettings) -> None:
         raise ConfigError(
             "tune.pruner_startup_trials/pruner_warmup_steps: must be >= 0"
         )
+    for key in ("heartbeat_s", "grace_period_s"):
+        value = getattr(s, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"tune.{key}: {value!r} must be at least 1 (or null)")
+    if s.grace_period_s is not None and (
+        s.heartbeat_s is None or s.grace_period_s <= s.heartbeat_s
+    ):
+        raise ConfigError(
+            f"tune.grace_period_s: {s.grace_period_s!r} must exceed tune.heartbeat_s "
+            f"({s.heartbeat_s!r}), or a live trial would be failed between two beats"
+        )
+    if s.max_retry < 0:
+        raise ConfigError(f"tune.max_retry: {s.max_retry!r} must be >= 0")
 
 
 def _parse_spec(key: str, spec: Any, cfg: Config) -> ParamSpec:

@@ -1,0 +1,387 @@
+"""Issue 15's ES levers: `fast` variants at equal search time, and long runs.
+
+    python benchmarks/es_push.py levers --data data/prepared --budget 60 --threads 2
+    python benchmarks/es_push.py long --data data/prepared --budget 400 --device cuda \\
+        --name big -S strategy.population_size=20000 -S train.images_per_class=50
+
+`levers` runs each named variant of LEVERS (the baseline is `fast` itself) for --budget
+search seconds (the clock stops while validating), one after another; compare variants
+only with a baseline measured under the same machine load (the same process, or
+processes side by side on separate cores). A cosine / linear schedule spans the number
+of generations the baseline manages in the budget (`schedule_generations`), measured
+from its first 30 generations unless --schedule gives it. Rows:
+time to 90% and 95% validation accuracy, validation at the budget, and the test accuracy
+of the best-by-validation center. CSV and PNG go to --docs (es_levers.csv / .png).
+
+`long` runs one configuration (the `fast` preset, a params file's keys and -S overrides)
+for --budget search seconds. With --calibrate the schedules' length is set from the
+speed of the first 20 generations, so the learning rate reaches its floor at the end of
+the budget; the generations that gives are printed, so the same run can be repeated by
+generation count elsewhere. The curve (seconds, generation, validation, test of the
+center) goes to --out as <name>_curve.csv; test accuracy is reported for the
+best-by-validation center.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import load_task  # noqa: E402
+
+from genreg.config import (  # noqa: E402
+    Config,
+    build_config,
+    parse_override,
+    read_params,
+    unflatten,
+)
+from genreg.runner import RunState, make_rngs, step  # noqa: E402
+from genreg.strategies import make_strategy  # noqa: E402
+from genreg.task import ClassificationTask, accuracy, make_fitness_fn  # noqa: E402
+
+COSINE = {
+    "strategy.learning_rate_schedule": "cosine",
+    "strategy.learning_rate_decay": 1.0,
+    "strategy.learning_rate_floor": 0.05,
+}
+# variant name -> overrides of the `fast` preset; "SCHEDULE" is replaced by the number
+# of generations the first baseline ran in the budget. "images_late" doubles the images
+# per class for the second half of the budget (a loop-level lever: the task's batch).
+LEVERS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    "cosine_lr": {**COSINE, "strategy.schedule_generations": "SCHEDULE"},
+    "cosine_lr_0.02": {
+        **COSINE,
+        "strategy.center_learning_rate": 0.02,
+        "strategy.schedule_generations": "SCHEDULE",
+    },
+    "cosine_lr_sigma": {
+        **COSINE,
+        "strategy.stdev_schedule": "cosine",
+        "strategy.stdev_floor": 0.5,
+        "strategy.schedule_generations": "SCHEDULE",
+    },
+    "w2_lowrank": {"strategy.w2_noise": "lowrank"},
+    "rank_1_to_4": {
+        "strategy.noise_rank_final": 4,
+        "strategy.schedule_generations": "SCHEDULE",
+    },
+    "pop_500_to_2000": {
+        "strategy.population_size": 500,
+        "strategy.population_final": 2000,
+        "strategy.schedule_generations": "SCHEDULE",
+    },
+    "images_late": {"images_late": 2},
+    "threads_1": {"threads": 1},
+    "combo_lr_sigma_images": {
+        **COSINE,
+        "strategy.center_learning_rate": 0.02,
+        "strategy.stdev_schedule": "cosine",
+        "strategy.stdev_floor": 0.5,
+        "strategy.schedule_generations": "SCHEDULE",
+        "images_late": 2,
+    },
+    "combo_lr_pop": {
+        **COSINE,
+        "strategy.population_size": 500,
+        "strategy.population_final": 2000,
+        "strategy.schedule_generations": "SCHEDULE",
+    },
+    "combo_lr02_rank": {
+        **COSINE,
+        "strategy.center_learning_rate": 0.02,
+        "strategy.noise_rank_final": 4,
+        "strategy.schedule_generations": "SCHEDULE",
+    },
+}
+THRESHOLDS = (0.90, 0.95)
+
+
+@dataclass
+class Curve:
+    """Validation (and test) of the center against search seconds."""
+
+    name: str
+    points: list[dict[str, float]] = field(default_factory=list)
+    best_val: float = -1.0
+    best_center: Tensor | None = None
+    seconds: float = 0.0  # search seconds spent
+    generations: int = 0
+
+    def record(self, point: dict[str, float], center: Tensor) -> None:
+        if point["val_accuracy"] > self.best_val:
+            self.best_val = point["val_accuracy"]
+            self.best_center = center.detach().clone()
+        self.points.append(point)
+
+    def time_to(self, threshold: float) -> float | None:
+        return next(
+            (p["seconds"] for p in self.points if p["val_accuracy"] >= threshold), None
+        )
+
+
+def evolve(
+    name: str,
+    task: ClassificationTask,
+    cfg: Config,
+    budget: float,
+    *,
+    test: tuple[Tensor, Tensor] | None = None,
+    images_late: int = 1,
+    on_point: Callable[[dict[str, float]], None] | None = None,
+    max_generations: int = 0,
+) -> Curve:
+    """The strategy of `cfg` for `budget` search seconds; validate every eval_every.
+
+    With `images_late` > 1 the images per class are multiplied by it once half the
+    budget is spent; `max_generations` > 0 stops earlier. With `test`, each point
+    also has the center's test accuracy (for the curve only: the reported test
+    accuracy is the best-by-validation center's).
+    """
+    device = task.train_x.device
+    rngs = make_rngs(cfg.seed, device)
+    model = task.model
+    strategy = make_strategy(
+        cfg.strategy,
+        model.num_params,
+        cfg.train.images_per_class * model.num_outputs,
+        model,
+    )
+    genomes = model.init(1, rngs["init"], cfg.model.init_weight, cfg.model.init_bias)
+    state = RunState(strategy.init(genomes, rngs["strategy"]), rngs)
+    fitness_fn = make_fitness_fn(cfg.strategy)
+    task.images_per_class = cfg.train.images_per_class
+    curve, spent, generation = Curve(name), 0.0, 0
+    while spent < budget and generation != (max_generations or -1):
+        if images_late > 1 and spent >= budget / 2:
+            task.images_per_class = cfg.train.images_per_class * images_late
+        started = time.perf_counter()
+        step(strategy, task, fitness_fn, state)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        spent += time.perf_counter() - started
+        generation += 1
+        if generation % cfg.train.eval_every == 0 or spent >= budget:
+            center = strategy.best(state.strategy_state)
+            point = {
+                "seconds": spent,
+                "generation": generation,
+                "val_accuracy": task.validate(center),
+            }
+            if test is not None:
+                point["test_accuracy"] = accuracy(model, center, *test).item()
+            curve.record(point, center)
+            if on_point is not None:
+                on_point(point)
+    curve.seconds, curve.generations = spent, generation
+    return curve
+
+
+def summary(
+    curve: Curve, budget: float, task: ClassificationTask, test: tuple[Tensor, Tensor]
+) -> dict[str, Any]:
+    """Times to the thresholds, best validation, test of the best center by val."""
+    assert curve.best_center is not None
+    row: dict[str, Any] = {"variant": curve.name}
+    for threshold in THRESHOLDS:
+        row[f"t{round(threshold * 100)}_s"] = curve.time_to(threshold)
+    row[f"val@{budget:g}s"] = curve.best_val
+    row[f"test@{budget:g}s"] = accuracy(task.model, curve.best_center, *test).item()
+    row["generations"] = curve.points[-1]["generation"]
+    return row
+
+
+def variant_config(
+    base: Mapping[str, Any], overrides: Mapping[str, Any], schedule: int
+) -> tuple[Config, dict[str, Any]]:
+    """The config of one variant and its loop-level levers (threads, images_late)."""
+    keys = {k: (schedule if v == "SCHEDULE" else v) for k, v in overrides.items()}
+    loop = {k: keys.pop(k) for k in ("threads", "images_late") if k in keys}
+    return build_config({**base, **unflatten(keys)}), loop
+
+
+def levers(
+    data_dir: Path,
+    budget: float,
+    threads: int,
+    names: Sequence[str],
+    base: Mapping[str, Any],
+    schedule: int = 0,
+) -> tuple[list[dict[str, Any]], list[Curve]]:
+    """Each named lever in turn for `budget` seconds: one summary row each.
+
+    `schedule` (0: measured) is the generations a cosine / linear schedule spans: the
+    baseline's generations in the budget, from the speed of its first 30 generations.
+    """
+    torch.set_num_threads(threads)
+    cfg = build_config(base)
+    task, test_x, test_y = load_task(data_dir, cfg)
+    test = (test_x, test_y)
+    if not schedule:
+        probe = evolve("probe", task, cfg, float("inf"), max_generations=30)
+        schedule = int(budget * probe.generations / probe.seconds)
+        print(f"baseline speed: ~{schedule} generations in {budget:g} s", flush=True)
+    rows, curves = [], []
+    for name in names:
+        vcfg, loop = variant_config(base, LEVERS[name], schedule)
+        torch.set_num_threads(loop.get("threads", threads))
+        curve = evolve(name, task, vcfg, budget, images_late=loop.get("images_late", 1))
+        torch.set_num_threads(threads)
+        curves.append(curve)
+        rows.append({**summary(curve, budget, task, test), "schedule": schedule})
+        print(rows[-1], flush=True)
+    return rows, curves
+
+
+def write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot(curves: Sequence[Curve], path: Path, x: str, title: str) -> None:
+    """Validation accuracy against `x` (seconds or generation), one line per curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for curve in curves:
+        xs = [p[x] for p in curve.points]
+        ax.plot(xs, [p["val_accuracy"] for p in curve.points], label=curve.name)
+        if curve.points and "test_accuracy" in curve.points[0]:
+            ts = [p["test_accuracy"] for p in curve.points]
+            ax.plot(xs, ts, linestyle=":", label=f"{curve.name} (test)")
+    ax.set_ylim(0.85, 1.0)
+    ax.set_xlabel("search seconds" if x == "seconds" else x)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def long_run(
+    data_dir: Path,
+    budget: float,
+    base: Mapping[str, Any],
+    device: str,
+    calibrate: bool,
+    name: str,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """One configuration for `budget` search seconds; curve CSV and a summary JSON."""
+    if calibrate:  # a placeholder length until the speed is known
+        base = _with_schedule(base, 1)
+    cfg = build_config(base)
+    task, test_x, test_y = load_task(data_dir, cfg)
+    task = on_device(task, device)
+    test = (test_x.to(device), test_y.to(device))
+    if calibrate:
+        probe = evolve("probe", task, cfg, float("inf"), max_generations=30)
+        seconds = probe.seconds / probe.generations
+        gens = int(budget / seconds)
+        cfg = build_config(_with_schedule(base, gens))
+        print(f"calibrated: {seconds * 1e3:.1f} ms/generation -> {gens} generations")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = (out_dir / f"{name}_curve.csv").open("w", newline="")
+    writer = csv.DictWriter(
+        log, fieldnames=["seconds", "generation", "val_accuracy", "test_accuracy"]
+    )
+    writer.writeheader()
+
+    def on_point(point: dict[str, float]) -> None:
+        writer.writerow(point)
+        log.flush()
+        print(json.dumps(point), flush=True)
+
+    curve = evolve(name, task, cfg, budget, test=test, on_point=on_point)
+    log.close()
+    row = summary(curve, budget, task, test)
+    best = max(curve.points, key=lambda p: p["val_accuracy"])
+    row.update(best_generation=best["generation"], device=device, config=cfg.flat())
+    (out_dir / f"{name}_summary.json").write_text(json.dumps(row, indent=1))
+    plot([curve], out_dir / f"{name}_curve.png", "seconds", f"{name} on {device}")
+    return row
+
+
+def _with_schedule(base: Mapping[str, Any], generations: int) -> dict[str, Any]:
+    strategy = {**base.get("strategy", {}), "schedule_generations": generations}
+    return {**base, "strategy": strategy}
+
+
+def on_device(task: ClassificationTask, device: str) -> ClassificationTask:
+    """The task with its images and labels on `device`."""
+    return ClassificationTask(
+        model=task.model,
+        train_x=task.train_x.to(device),
+        train_y=task.train_y.to(device),
+        val_x=task.val_x.to(device),
+        val_y=task.val_y.to(device),
+        images_per_class=task.images_per_class,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: levers | long, --data, --budget, -S overrides, --params FILE."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["levers", "long"])
+    parser.add_argument("--data", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--budget", type=float, default=60.0, help="search seconds")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--params", type=Path, help="params file over the preset")
+    parser.add_argument("-S", "--set", action="append", default=[], help="key=value")
+    parser.add_argument("--lever", action="append", choices=sorted(LEVERS))
+    parser.add_argument("--schedule", type=int, default=0, help="0: measured")
+    parser.add_argument("--tag", default="", help="suffix of the CSV / PNG names")
+    parser.add_argument("--docs", type=Path, default=Path("docs"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--calibrate", action="store_true")
+    parser.add_argument("--name", default="long")
+    parser.add_argument("--out", type=Path, default=Path("runs/es_push"))
+    args = parser.parse_args(argv)
+    base: dict[str, Any] = {"preset": "fast"}
+    if args.params is not None:
+        base.update(read_params(args.params))
+    overrides = unflatten(dict(parse_override(o) for o in args.set))
+    for section, values in overrides.items():
+        base[section] = {**base.get(section, {}), **values}
+    if args.mode == "levers":
+        names = args.lever or list(LEVERS)
+        rows, curves = levers(
+            args.data, args.budget, args.threads, names, base, args.schedule
+        )
+        stem = f"es_levers{'_' + args.tag if args.tag else ''}"
+        write_rows(args.docs / f"{stem}.csv", rows)
+        title = f"ES levers, {args.budget:g} s each, {args.threads} threads"
+        plot(curves, args.docs / f"{stem}.png", "seconds", title)
+        for row in rows:
+            print(row)
+        return
+    torch.set_num_threads(args.threads)
+    row = long_run(
+        args.data, args.budget, base, args.device, args.calibrate, args.name, args.out
+    )
+    print(json.dumps({k: v for k, v in row.items() if k != "config"}))
+
+
+if __name__ == "__main__":
+    main()

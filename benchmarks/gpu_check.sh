@@ -147,10 +147,10 @@ step gpu_tests 100 "$PYTHON" -m pytest -q -m gpu tests/gpu -p no:cacheprovider \
 step throughput 100 "$PYTHON" benchmarks/throughput.py --device "$DEVICE" \
   --population "$FWD_POP" --images "$FWD_IMAGES" --es-population "$FWD_ES_POP" \
   --repeats "$REPEATS" "${ga_args[@]}" "${lowrank_args[@]}"
-step fast $((FAST_SECONDS + 60)) "$PYTHON" benchmarks/timed_run.py --preset fast \
+step fast $(($(printf '%.0f' "$FAST_SECONDS") + 60)) "$PYTHON" benchmarks/timed_run.py --preset fast \
   --device "$DEVICE" --max-seconds "$FAST_SECONDS" --data "$DATA" --out "$OUT/fast" \
   --label "fast-${FAST_SECONDS}s"
-step genreg_paper $((PAPER_MAX_SECONDS + 45)) "$PYTHON" benchmarks/timed_run.py \
+step genreg_paper $(($(printf '%.0f' "$PAPER_MAX_SECONDS") + 45)) "$PYTHON" benchmarks/timed_run.py \
   --preset genreg-paper --device "$DEVICE" --generations "$PAPER_GENERATIONS" \
   --max-seconds "$PAPER_MAX_SECONDS" --data "$DATA" --out "$OUT/genreg_paper" \
   --label "genreg-paper-${PAPER_GENERATIONS}g"

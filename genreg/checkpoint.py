@@ -116,7 +116,14 @@ def load_run(
         }
         strategy_state = state_from_arrays(state_class, strategy_arrays, device)
         for name, rng in rngs.items():
-            rng.set_state(torch.from_numpy(arrays[f"rng/{name}"].copy()))
+            saved_state = arrays[f"rng/{name}"]
+            if saved_state.size != rng.get_state().numel():
+                raise CheckpointError(
+                    f"{path}: its RNG states were saved on another kind of device "
+                    f"than {device.type}; resume on the device it was trained on, "
+                    "or train afresh (--overwrite)"
+                )
+            rng.set_state(torch.from_numpy(saved_state.copy()))
         best = arrays.get("best_genome")
         state = RunState(
             strategy_state=strategy_state,

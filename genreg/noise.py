@@ -48,7 +48,9 @@ def mirrored_population(
                 f"strategy.noise_table_size: {table_size} < genome size {dim}"
             )
         table = noise_table(table_size, str(center.device))
-        offsets = torch.randint(0, table_size - dim + 1, (half,), generator=gen)
+        offsets = torch.randint(
+            0, table_size - dim + 1, (half,), generator=gen, device=gen.device
+        )
         for row, offset in enumerate(offsets.tolist()):
             out[row].copy_(table[offset : offset + dim])
     else:

@@ -4,7 +4,8 @@ Each task calls the same stage function as the `genreg` CLI. A task is skipped w
 cache key is unchanged: the config sections the stage reads, the bytes of the files it
 reads, its path arguments and its source code (`StageInputs`); a task whose output
 files are missing runs again whatever its key. A failing stage fails the flow with
-"stage <name> failed: <cause>".
+"stage <name> failed: <cause>". Called from Python without a Prefect server, the flows
+wait up to pipelines.prefect_api.STARTUP_TIMEOUT_S for Prefect's temporary one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from prefect.utilities.hashing import hash_objects
@@ -28,6 +29,7 @@ from genreg.datasets import DataError
 from genreg.fetch import resolve_source_dir
 from genreg.metric_names import BEST_VAL_ACCURACY, VAL_ACCURACY
 from genreg.rundir import RunDir
+from pipelines.prefect_api import flow
 
 NIGHTLY_CRON = "0 2 * * *"
 
@@ -277,6 +279,19 @@ def genreg_evaluate(
         cfg, Path(data_dir), Path(checkpoint), Path(run_dir), None
     )
     return {"test_accuracy": result["metrics"]["test_accuracy"], **result["separation"]}
+
+
+@flow(name="genreg-train")
+def genreg_train(
+    params_path: str = "params.yaml",
+    overrides: dict[str, Any] | None = None,
+    data_dir: str = "data/prepared",
+    run_dir: str = "runs/train",
+) -> dict[str, Any]:
+    """train only, on prepared data: a sweep point scored on validation (GPU pool)."""
+    cfg = load_config(params_path, overrides)
+    out = RunDir(Path(run_dir))
+    return _run(train_task, [out.best, out.summary], cfg, Path(data_dir), out.root)
 
 
 def headline_markdown(headline: Mapping[str, Any]) -> str:

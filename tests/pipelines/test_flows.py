@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,13 @@ from prefect.client.schemas.filters import (
 )
 
 from genreg.adapters.cli import main
-from pipelines.flows import NIGHTLY_CRON, genreg_evaluate, genreg_pipeline
+from pipelines.flows import (
+    NIGHTLY_CRON,
+    genreg_evaluate,
+    genreg_pipeline,
+    genreg_train,
+)
+from pipelines.prefect_api import STARTUP_TIMEOUT_S, STARTUP_TIMEOUT_VAR
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -181,13 +190,84 @@ def test_deployments_carry_their_schedules() -> None:
     assert [s["cron"] for s in deployments["nightly"]["schedules"]] == [NIGHTLY_CRON]
     assert deployments["sweep"]["schedules"] == []
     assert "overrides" in deployments["sweep"]["parameters"]
-    flows = {"genreg_pipeline": genreg_pipeline, "genreg_evaluate": genreg_evaluate}
+    flows = {
+        "genreg_pipeline": genreg_pipeline,
+        "genreg_evaluate": genreg_evaluate,
+        "genreg_train": genreg_train,
+    }
     for deployment in deployments.values():
         path, name = deployment["entrypoint"].split(":")
         assert (ROOT / path).is_file()
+        trains = name != "genreg_evaluate"  # the flows that run the train task
+        assert ("gpu" in deployment["tags"]) == trains, deployment["name"]
         flows[name].validate_parameters(
             deployment["parameters"]
         )  # raises if they do not fit
 
     nightly = genreg_pipeline.to_deployment(name="nightly", cron=NIGHTLY_CRON)
     assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]
+
+
+FIRST_START = """
+import json
+from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as TIMEOUT
+from pipelines.flows import genreg_train
+from pipelines.prefect_api import PrefectStartError, patient_api_start
+
+with patient_api_start() as waited:
+    pass
+try:
+    state = genreg_train(
+        overrides={overrides!r}, data_dir={data!r}, run_dir={runs!r}, return_state=True
+    )
+    outcome = state.type.value
+except PrefectStartError as exc:
+    outcome = str(exc)
+print(json.dumps({{"prefect": TIMEOUT.value(), "waited": waited, "outcome": outcome}}))
+"""
+
+
+def _first_call(tmp_path: Path, data: Path, **env: str) -> dict[str, object]:
+    """genreg_train called from Python in a new process: new PREFECT_HOME, no server."""
+    script = FIRST_START.format(
+        overrides={**TINY, "train.val_images": 100},
+        data=str(data),
+        runs=str(tmp_path / "runs"),
+    )
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PREFECT_API_URL", STARTUP_TIMEOUT_VAR)
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**base, "PREFECT_HOME": str(tmp_path / "prefect-home"), **env},
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_S + 300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_first_call_without_a_server_waits_for_prefects_first_start(
+    small_mnist: Path, tmp_path: Path
+) -> None:
+    result = _first_call(tmp_path, small_mnist)
+    assert result == {
+        "prefect": 20,
+        "waited": STARTUP_TIMEOUT_S,
+        "outcome": "COMPLETED",
+    }
+    assert (tmp_path / "runs" / "checkpoints" / "best.npz").is_file()
+
+
+def test_a_start_that_still_times_out_says_what_to_set(
+    small_mnist: Path, tmp_path: Path
+) -> None:
+    result = _first_call(tmp_path, small_mnist, **{STARTUP_TIMEOUT_VAR: "1"})
+    assert result["waited"] == 1  # the user's value wins over genreg's default
+    message = str(result["outcome"])
+    assert "did not start within 1 s" in message
+    assert f"export {STARTUP_TIMEOUT_VAR}=" in message
+    assert "prefect server start" in message and "PREFECT_API_URL" in message

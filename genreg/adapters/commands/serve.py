@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,25 +81,38 @@ def api_server(port: int = 0, timeout: float = 180.0) -> Iterator[str]:
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"]
         return
-    port = port or _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
-    prefect = Path(sys.executable).with_name("prefect")
-    command = [
-        str(prefect),
-        "server",
-        "start",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with SERVER_LOG.open("ab") as log:
-        server = subprocess.Popen([*command, "--no-ui"], stdout=log, stderr=log)
-    try:
-        _wait_healthy(server, url, timeout)
+    with local_server(port, SERVER_LOG, timeout=timeout) as url:
         os.environ["PREFECT_API_URL"] = url  # read when prefect is first imported
         print(f"genreg serve: Prefect server at {url} (log: {SERVER_LOG})", flush=True)
+        yield url
+
+
+@contextmanager
+def local_server(
+    port: int,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 180.0,
+) -> Iterator[str]:
+    """`prefect server start --no-ui` on 127.0.0.1:`port` (0: a free one) until exit.
+
+    Yields its API URL once /health answers; `env` (default: this process's) decides
+    PREFECT_HOME, hence the SQLite database it uses.
+    """
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    prefect = Path(sys.executable).with_name("prefect")
+    command = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port"]
+    with log_path.open("ab") as log:
+        server = subprocess.Popen(
+            [*command, str(port), "--no-ui"],
+            stdout=log,
+            stderr=log,
+            env=None if env is None else dict(env),
+        )
+    try:
+        _wait_healthy(server, url, timeout, log_path)
         yield url
     finally:
         server.terminate()
@@ -107,6 +120,7 @@ def api_server(port: int = 0, timeout: float = 180.0) -> Iterator[str]:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait()
 
 
 def _free_port() -> int:
@@ -115,12 +129,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_healthy(server: subprocess.Popen, url: str, timeout: float) -> None:
+def _wait_healthy(
+    server: subprocess.Popen, url: str, timeout: float, log_path: Path
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(
-                f"prefect server exited ({server.returncode}); see {SERVER_LOG}"
+                f"prefect server exited ({server.returncode}); see {log_path}"
             )
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
@@ -129,5 +145,7 @@ def _wait_healthy(server: subprocess.Popen, url: str, timeout: float) -> None:
         except OSError:
             time.sleep(1)
     raise RuntimeError(
-        f"prefect server not healthy after {timeout:.0f} s; see {SERVER_LOG}"
+        f"prefect server not healthy after {timeout:.0f} s; see {log_path}. On a slow "
+        "machine start it yourself (`prefect server start`), wait for it, and set "
+        "PREFECT_API_URL=http://127.0.0.1:4200/api"
     )

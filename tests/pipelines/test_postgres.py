@@ -113,21 +113,7 @@ def test_killed_worker_trial_is_retried_once_and_fully_tracked(
     tmp_path: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
-    storage = postgres.create_database("optuna")
-    params = tmp_path / "params.yaml"
-    tune = {
-        "storage": storage,
-        "n_trials": N_TRIALS,
-        "num_generations": GENERATIONS,
-        "pruner": "none",
-        "target": 1.0,
-        "sampler": "random",
-        "heartbeat_s": 1,
-        "grace_period_s": 6,  # room for a busy 2-core machine to miss a few beats
-        "max_retry": 1,
-        "space": SPACE,
-    }
-    params.write_text(yaml.safe_dump({**PARAMS, "tune": tune}, sort_keys=False))
+    params = _write_params(tmp_path, postgres.create_database("optuna"))
     study = open_study(load_tune(params)[1])  # the workers join it
     command = [str(BIN / "genreg"), "tune", "-p", str(params)]
     command += ["--data", str(small_mnist), "--out", str(tmp_path / "out")]
@@ -137,20 +123,14 @@ def test_killed_worker_trial_is_retried_once_and_fully_tracked(
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     workers: list[subprocess.Popen] = []
     try:
-        for path in logs:
-            if workers:  # two workers creating the study's parent run at once race
-                _wait_for(
-                    lambda: study.user_attrs.get(PARENT_ATTR),
-                    workers[0],
-                    logs[0],
-                    "the first worker to open the study's MLflow run",
-                )
-            with path.open("w") as log:
-                workers.append(
-                    subprocess.Popen(
-                        command, stdout=log, stderr=subprocess.STDOUT, env=env
-                    )
-                )
+        workers.append(_start(command, env, logs[0]))
+        _wait_for(  # two workers creating the study's parent run at once race
+            lambda: study.user_attrs.get(PARENT_ATTR),
+            workers[0],
+            logs[0],
+            "the first worker to open the study's MLflow run",
+        )
+        workers.append(_start(command, env, logs[1]))
         victim, survivor = workers
         killed = _wait_for(
             lambda: _second_trial_mid_run(study, _worker_id(victim)),
@@ -169,35 +149,80 @@ def test_killed_worker_trial_is_retried_once_and_fully_tracked(
     output = logs[1].read_text()
     assert survivor.returncode == 0, output[-3000:]
     report = json.loads(output.strip().splitlines()[-1])
-
     trials = study.get_trials()
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    surplus = [t for t in trials if t.user_attrs.get(SURPLUS_ATTR)]
-    failed = [t for t in trials if t.state == TrialState.FAIL and t not in surplus]
-    origins = [_origin(t) for t in complete]
-    duplicated = len(origins) - len(set(origins))
-    figures = {
-        "expected": N_TRIALS,
-        "complete": len(complete),
-        "failed": len(failed),
-        "duplicated": duplicated,
-        "surplus": len(surplus),
-    }
+    figures = _tally(trials)
     record_property("postgres_kill_test", figures)
     print(f"\npostgres kill test: {figures}")
 
-    assert [t.number for t in failed] == [killed.number]
-    assert figures["complete"] == N_TRIALS and duplicated == 0, trials
+    assert figures["complete"] == N_TRIALS and figures["duplicated"] == 0, trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed if not _surplus(t)] == [killed.number]
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     retries = [t for t in complete if _origin(t) == killed.number]
     assert len(retries) == 1 and retries[0].params == killed.params
     assert retries[0].user_attrs["worker"] == _worker_id(survivor)
     assert report["complete"] == N_TRIALS and report["stopped_by"] == "n_trials"
+    assert {t.user_attrs["worker"] for t in complete} == {
+        _worker_id(victim),
+        _worker_id(survivor),
+    }
+    _assert_fully_tracked(
+        MlflowClient(mlflow_on_postgres), study.user_attrs[PARENT_ATTR], complete
+    )
 
-    client = MlflowClient(mlflow_on_postgres)
-    workers_seen = {t.user_attrs["worker"] for t in complete}
-    assert workers_seen == {_worker_id(victim), _worker_id(survivor)}
-    parent = study.user_attrs[PARENT_ATTR]
+
+def _write_params(tmp_path: Path, storage: str) -> Path:
+    tune = {
+        "storage": storage,
+        "n_trials": N_TRIALS,
+        "num_generations": GENERATIONS,
+        "pruner": "none",
+        "target": 1.0,
+        "sampler": "random",
+        "heartbeat_s": 1,
+        "grace_period_s": 6,  # room for a busy 2-core machine to miss a few beats
+        "max_retry": 1,
+        "space": SPACE,
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({**PARAMS, "tune": tune}, sort_keys=False))
+    return path
+
+
+def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def _tally(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Trials expected / complete / failed (not surplus) / duplicated / surplus.
+
+    Duplicated: COMPLETE trials beyond one per original trial, where a retry counts
+    as its original (a killed trial completed twice, by itself and by its retry).
+    """
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    origins = [_origin(t) for t in complete]
+    failed = [t for t in trials if t.state == TrialState.FAIL and not _surplus(t)]
+    return {
+        "expected": N_TRIALS,
+        "complete": len(complete),
+        "failed": len(failed),
+        "duplicated": len(origins) - len(set(origins)),
+        "surplus": sum(_surplus(t) for t in trials),
+    }
+
+
+def _assert_fully_tracked(
+    client: MlflowClient, parent: str, complete: list[FrozenTrial]
+) -> None:
+    """One finished, nested run per trial, holding every per-generation point."""
+    children = client.search_runs(
+        [client.get_run(parent).info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'FINISHED'",
+    )
+    numbers = sorted(int(r.data.tags["optuna.trial_number"]) for r in children)
+    assert numbers == sorted(t.number for t in complete)
     for trial in complete:
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.info.status == "FINISHED"
@@ -210,6 +235,10 @@ def test_killed_worker_trial_is_retried_once_and_fully_tracked(
         for key in per_generation:
             history = client.get_metric_history(run.info.run_id, key)
             assert sorted(m.step for m in history) == list(range(GENERATIONS)), key
+
+
+def _surplus(trial: FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get(SURPLUS_ATTR))
 
 
 def _worker_id(proc: subprocess.Popen) -> str:

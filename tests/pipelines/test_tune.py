@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,10 +14,10 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from genreg.config import ConfigError, build_config
-from pipelines.tune import load_tune, open_study, parse_settings, run_study
+from pipelines.tune import load_tune, open_study, parse_settings, run_study, suggest
 from pipelines.tune_report import apply_best_params
 
 BASE = {
@@ -213,6 +214,67 @@ def test_two_workers_share_one_journal_without_lost_or_duplicate_trials(
     assert "tune" in applied
 
 
+def abandoned_trial(study: optuna.Study, space: dict, worker: str) -> FrozenTrial:
+    """A RUNNING trial with params, as a worker leaves it when it dies mid-trial."""
+    trial = study.ask()
+    suggest(trial, space)
+    trial.set_user_attr("worker", worker)
+    return study._storage.get_trial(trial._trial_id)
+
+
+def assert_retried_once(study: optuna.Study, dead: FrozenTrial) -> None:
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    retry = trials[1]
+    assert retry.system_attrs["failed_trial"] == dead.number
+    assert retry.params == dead.params
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_trial_of_a_dead_local_worker_is_rerun_with_its_params(
+    tmp_path: Path, prepared_mnist: Path
+) -> None:
+    cfg, settings = load_tune(
+        write_params(tmp_path, n_trials=1, pruner="none", target=1.0)
+    )
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a real process id that no longer runs
+    study = open_study(settings)  # the journal file: no heartbeats
+    dead = abandoned_trial(study, settings.space, f"{socket.gethostname()}:{gone.pid}")
+    result = run_study(
+        cfg, settings, prepared_mnist, tmp_path / "out", evaluate_best=False
+    )
+    assert result.trials_run == 1 and result.stopped_by == "n_trials"
+    assert_retried_once(result.study, dead)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_worker_waits_for_a_silent_heartbeat_then_reruns_the_trial(
+    tmp_path: Path, prepared_mnist: Path
+) -> None:
+    """On a database a worker on another machine may die: its heartbeat stops."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    params = write_params(
+        tmp_path,
+        storage=storage,
+        n_trials=1,
+        pruner="none",
+        target=1.0,
+        heartbeat_s=1,
+        grace_period_s=2,
+    )
+    cfg, settings = load_tune(params)
+    study = open_study(settings)
+    dead = abandoned_trial(study, settings.space, "another-host:1")
+    study._storage.record_heartbeat(dead._trial_id)  # its last beat
+    result = run_study(
+        cfg, settings, prepared_mnist, tmp_path / "out", evaluate_best=False
+    )
+    assert result.trials_run == 1 and result.stopped_by == "n_trials"
+    assert_retried_once(result.study, dead)
+
+
 def test_settings_errors_name_the_key(tmp_path: Path) -> None:
     cfg = build_config({})
     bad = [
@@ -243,6 +305,10 @@ def test_settings_errors_name_the_key(tmp_path: Path) -> None:
             },
             "tune.space.strategy.mutation_scale",
         ),
+        ({"heartbeat_s": 0}, "tune.heartbeat_s"),
+        ({"heartbeat_s": 5, "grace_period_s": 5}, "tune.grace_period_s"),
+        ({"heartbeat_s": None, "grace_period_s": 5}, "tune.grace_period_s"),
+        ({"max_retry": -1}, "tune.max_retry"),
     ]
     for section, key in bad:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

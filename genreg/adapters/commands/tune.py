@@ -6,6 +6,9 @@ weak trials early. The study stops at tune.target, after tune.n_trials finished
 trials or after tune.timeout_s seconds. Several workers share a study through one
 storage: a journal file (default optuna_journal.log) or a database URL
 (sqlite:///tune.db, postgresql://...); running the command again resumes the study.
+On a database each running trial beats a heartbeat (tune.heartbeat_s); a trial whose
+worker died is failed after tune.grace_period_s and run again, with the same params,
+by another worker (tune.max_retry times).
 
 Writes OUT/trials/NNNN/ (each trial's train outputs), OUT/trials.csv,
 best_params.json, importances.json/.png, history.png, best_eval/ (the winner's test

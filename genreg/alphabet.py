@@ -4,7 +4,8 @@ The GENREG post's open question (docs/algorithm.md) is whether a net that learns
 rendering per letter generalises to unseen fonts, so val and test hold whole fonts
 never trained on. Each glyph is drawn at 4x, cropped to its ink, fitted into the
 central 20/28 of the image (MNIST's digit box) and centred; augmented renderings then
-rotate, scale, shift and thicken it with per-font seeded randomness.
+rotate, scale, shift and thicken it with per-font seeded randomness, the training
+fonts' one way and the held-out fonts' another if `data.alphabet.heldout` says so.
 """
 
 from __future__ import annotations
@@ -149,38 +150,43 @@ def render_letter(
     return np.asarray(out, dtype=np.uint8)
 
 
-def render_font(path: str | Path, cfg: AlphabetConfig, seed: int) -> Split:
-    """`renders_per_font` renderings of A-Z: images uint8 [R*26, S, S], labels [R*26].
+def render_font(
+    path: str | Path, cfg: AlphabetConfig, seed: int, split: str = "train"
+) -> Split:
+    """`split`'s renderings of A-Z in one font: images uint8 [R*26, S, S], labels.
 
-    Rendering 0 is plain; the others draw rotation, scale, shift and dilation passes
-    from a generator seeded by (seed, font name), so a font's images do not depend on
-    which other fonts are present.
+    R and the distortions are `cfg.augment(split)`. Rendering 0 is plain; the others
+    draw rotation, scale, shift and dilation passes from a generator seeded by (seed,
+    font name), so a font's images do not depend on which other fonts are present.
     """
     path = Path(path)
     size = cfg.image_size
+    aug = cfg.augment(split)
     font = ImageFont.truetype(str(path), size=max(64, 4 * size))
     rng = np.random.Generator(np.random.PCG64([seed, zlib.crc32(path.stem.encode())]))
     images = []
-    for render in range(cfg.renders_per_font):
+    for render in range(aug.renders_per_font):
         for letter in LETTERS:
             # drawn for rendering 0 too, so each letter's stream is fixed
-            dx, dy = rng.uniform(-cfg.shift, cfg.shift, 2) * size
+            dx, dy = rng.uniform(-aug.shift, aug.shift, 2) * size
             augment = {
-                "rotation": float(rng.uniform(-cfg.rotation, cfg.rotation)),
-                "scale": 1.0 + float(rng.uniform(-cfg.scale, cfg.scale)),
+                "rotation": float(rng.uniform(-aug.rotation, aug.rotation)),
+                "scale": 1.0 + float(rng.uniform(-aug.scale, aug.scale)),
                 "shift": (float(dx), float(dy)),
-                "thickness": int(rng.integers(0, cfg.thickness + 1)),
+                "thickness": int(rng.integers(0, aug.thickness + 1)),
             }
             images.append(
                 render_letter(font, letter, size, **(augment if render else {}))
             )
-    labels = np.tile(np.arange(len(LETTERS), dtype=np.int64), cfg.renders_per_font)
+    labels = np.tile(np.arange(len(LETTERS), dtype=np.int64), aug.renders_per_font)
     return Split(np.stack(images), labels)
 
 
-def render_fonts(fonts: Mapping[str, Path], cfg: AlphabetConfig, seed: int) -> Split:
-    """All renderings of the given fonts, in name order: [F*R*26, S, S] and labels."""
-    parts = [render_font(fonts[name], cfg, seed) for name in sorted(fonts)]
+def render_fonts(
+    fonts: Mapping[str, Path], cfg: AlphabetConfig, seed: int, split: str = "train"
+) -> Split:
+    """`split`'s renderings of the given fonts, by name: [F*R*26, S, S], labels."""
+    parts = [render_font(fonts[name], cfg, seed, split) for name in sorted(fonts)]
     if not parts:
         size = cfg.image_size
         return Split(np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64))

@@ -22,8 +22,28 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """How many renderings of each font's A-Z, and how they are distorted.
+
+    Rendering 0 is plain; every other one draws, per letter, a shift of up to
+    `shift` x the image side along x and y, a rotation of up to `rotation` degrees
+    either way, a scale in [1 - scale, 1 + scale] and 0..`thickness` 3x3 dilations.
+    """
+
+    renders_per_font: int = 1
+    shift: float = 0.0
+    rotation: float = 0.0
+    scale: float = 0.0
+    thickness: int = 0
+
+
+@dataclass(frozen=True)
 class AlphabetConfig:
-    """A-Z rendered from TTF fonts; fonts are split by name so test fonts are unseen."""
+    """A-Z rendered from TTF fonts; fonts are split by name so test fonts are unseen.
+
+    `renders_per_font` .. `thickness` are the training fonts' renderings, and the
+    held-out (val and test) fonts' too unless `heldout` gives theirs.
+    """
 
     image_size: int = 28
     fonts_dir: str | None = None
@@ -35,6 +55,15 @@ class AlphabetConfig:
     rotation: float = 0.0
     scale: float = 0.0
     thickness: int = 0
+    heldout: AugmentConfig | None = None
+
+    def augment(self, split: str) -> AugmentConfig:
+        """The renderings of `split`'s fonts: `heldout` for val and test, if set."""
+        if split != "train" and self.heldout is not None:
+            return self.heldout
+        return AugmentConfig(
+            self.renders_per_font, self.shift, self.rotation, self.scale, self.thickness
+        )
 
 
 @dataclass(frozen=True)
@@ -757,16 +786,20 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {hint}")  # pragma: no cover
 
 
+_AUGMENT_RANGES: dict[str, Range] = {
+    "renders_per_font": (1, 1000, True, True),
+    "shift": (0, 0.5, True, True),
+    "rotation": (0, 90, True, True),
+    "scale": (0, 0.9, True, True),
+    "thickness": (0, 5, True, True),
+}
 # dotted key -> (low, high, low inclusive, high inclusive); strategy knobs are checked
 # by their own config class (`StrategyConfig.ranges`)
 _RANGES: dict[str, Range] = {
     "data.val_size": (0, INF, True, True),
     "data.alphabet.image_size": (8, 256, True, True),
-    "data.alphabet.renders_per_font": (1, 1000, True, True),
-    "data.alphabet.shift": (0, 0.5, True, True),
-    "data.alphabet.rotation": (0, 90, True, True),
-    "data.alphabet.scale": (0, 0.9, True, True),
-    "data.alphabet.thickness": (0, 5, True, True),
+    **{f"data.alphabet.{knob}": r for knob, r in _AUGMENT_RANGES.items()},
+    **{f"data.alphabet.heldout.{knob}": r for knob, r in _AUGMENT_RANGES.items()},
     "model.hidden": (1, 4096, True, True),
     "model.init_weight": (0, INF, False, True),
     "model.init_bias": (0, INF, True, True),
@@ -789,6 +822,9 @@ def _check_ranges(cfg: Config) -> None:
         raise ConfigError(f"strategy: expected a strategy config, got {cfg.strategy!r}")
     flat = flatten(_plain(dataclasses.asdict(cfg)))
     for key, bounds in _RANGES.items():
+        section = key.rsplit(".", 1)[0]
+        if section in flat and flat[section] is None:
+            continue  # an optional section left null: data.alphabet.heldout
         _check_range(key, flat[key], bounds)
 
 

@@ -26,7 +26,13 @@ from genreg.alphabet import (
     render_fonts,
     resolve_fonts,
 )
-from genreg.config import AlphabetConfig, DataConfig
+from genreg.config import (
+    AlphabetConfig,
+    AugmentConfig,
+    ConfigError,
+    DataConfig,
+    build_config,
+)
 from genreg.datasets import (
     DataError,
     carve_validation,
@@ -462,3 +468,87 @@ def test_prepare_alphabet(tmp_path: Path) -> None:
     ]
     assert splits["train"].images.shape == (104, 28, 28)
     assert np.bincount(splits["val"].labels).tolist() == [2] * 26
+
+
+def _heldout_cfg(train_renders: int, rotation: float) -> DataConfig:
+    """4 fonts at 16x16; training renders as given, held-out ones fixed."""
+    return DataConfig(
+        dataset="alphabet",
+        alphabet=AlphabetConfig(
+            image_size=16,
+            train_fonts=("DejaVuSans", "DejaVuSerif"),
+            val_fonts=("DejaVuSansMono",),
+            test_fonts=("cmr10",),
+            renders_per_font=train_renders,
+            shift=0.1,
+            rotation=rotation,
+            scale=0.1,
+            thickness=1,
+            heldout=AugmentConfig(renders_per_font=2, shift=0.05, rotation=5),
+        ),
+    )
+
+
+def test_heldout_fonts_get_their_own_augmentation(tmp_path: Path) -> None:
+    meta = prepare(_heldout_cfg(3, rotation=15), tmp_path / "a")
+    again = prepare(_heldout_cfg(3, rotation=15), tmp_path / "b")
+    assert meta["sha256"] == again["sha256"]  # seeded: byte-identical arrays
+    assert meta["counts"] == {"train": 2 * 3 * 26, "val": 52, "test": 52}
+    assert meta["alphabet"]["heldout"] == {
+        "renders_per_font": 2,
+        "shift": 0.05,
+        "rotation": 5,
+        "scale": 0.0,
+        "thickness": 0,
+    }
+    splits = load_prepared(tmp_path / "a")
+    assert splits["train"].images.shape == (156, 16, 16)
+    assert splits["test"].labels.tolist() == list(range(26)) * 2
+    # held-out fonts never appear in train, neither by name nor as an image
+    fonts = meta["fonts"]
+    assert not set(fonts["train"]) & set(fonts["val"] + fonts["test"])
+    train_images = {img.tobytes() for img in splits["train"].images}
+    for split in ("val", "test"):
+        assert not train_images & {img.tobytes() for img in splits[split].images}
+    # the held-out renders are distorted by `heldout`, not the training keys
+    plain = render_fonts(
+        {"cmr10": list_fonts()["cmr10"]}, AlphabetConfig(image_size=16), seed=0
+    )
+    assert np.array_equal(splits["test"].images[:26], plain.images)
+    assert not np.array_equal(splits["test"].images[26:], plain.images)
+    cfg = _heldout_cfg(3, rotation=15).alphabet
+    assert not np.array_equal(
+        splits["test"].images,
+        render_fonts(
+            {"cmr10": list_fonts()["cmr10"]}, cfg, seed=0, split="train"
+        ).images[:52],
+    )
+    # other training augmentation, same val and test arrays
+    other = prepare(_heldout_cfg(1, rotation=0), tmp_path / "c")
+    assert other["counts"]["train"] == 52
+    for name in ("val.npz", "test.npz"):
+        assert other["sha256"][name] == meta["sha256"][name]
+    assert other["sha256"]["train.npz"] != meta["sha256"]["train.npz"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("data.alphabet.heldout.shift", 0.6, r"\[0, 0.5\]"),
+        ("data.alphabet.heldout.renders_per_font", 0, r"\[1, 1000\]"),
+        ("data.alphabet.rotation", 91, r"\[0, 90\]"),
+        ("data.alphabet.thickness", -1, r"\[0, 5\]"),
+    ],
+)
+def test_augmentation_out_of_range_names_the_key(
+    key: str, value: float, allowed: str
+) -> None:
+    with pytest.raises(
+        ConfigError, match=rf"^{key}: .* out of range; allowed: {allowed}"
+    ):
+        build_config({"data": {"dataset": "alphabet"}}, {key: value})
+
+
+def test_heldout_unknown_key_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"data\.alphabet\.heldout\.shear: unknown"):
+        build_config({"data": {"alphabet": {"heldout": {"shear": 0.1}}}})

@@ -12,6 +12,7 @@ earlier outputs untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -61,7 +62,9 @@ def _alphabet_splits(cfg: DataConfig) -> tuple[dict[str, Split], dict[str, Any]]
     from genreg.alphabet import LETTERS, render_fonts, resolve_fonts
 
     fonts = resolve_fonts(cfg.alphabet)
-    splits = {s: render_fonts(fonts[s], cfg.alphabet, cfg.split_seed) for s in SPLITS}
+    splits = {
+        s: render_fonts(fonts[s], cfg.alphabet, cfg.split_seed, s) for s in SPLITS
+    }
     sources = {
         name: hashlib.md5(path.read_bytes()).hexdigest()
         for split_fonts in fonts.values()
@@ -106,7 +109,9 @@ def prepare(
     if "fonts" in extra:
         info["fonts"] = extra["fonts"]
         info["alphabet"] = {
-            k: v for k, v in vars(cfg.alphabet).items() if not k.endswith("_fonts")
+            k: v
+            for k, v in dataclasses.asdict(cfg.alphabet).items()
+            if not k.endswith("_fonts")
         }
     return write_prepared(out_dir, splits, info)
 

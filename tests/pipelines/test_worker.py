@@ -2,9 +2,9 @@
 
 Set up as a user would (prefect.yaml's header): `prefect server start` with SQLite in a
 temporary PREFECT_HOME, `prefect work-pool create ... --type process`, `prefect variable
-set genreg_home`, `prefect deploy -n train`, `prefect worker start`; flow runs are
-started with run_deployment and followed through the API. Training is tiny, on the
-`small_mnist` fixture's prepared folder.
+set genreg_home`, `prefect deploy --all`, `prefect worker start`; flow runs of the
+`train` deployment are started with run_deployment and followed through the API.
+Training is tiny, on the `small_mnist` fixture's prepared folder.
 """
 
 from __future__ import annotations
@@ -44,10 +44,13 @@ TINY = {
 FINAL_WAIT_S = 300  # a hang guard for loaded machines, not a speed check
 
 
-def _train_deployment() -> dict[str, Any]:
+def _deployments() -> dict[str, dict[str, Any]]:
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    (train,) = [d for d in spec["deployments"] if d["name"] == "train"]
-    return train
+    return {d["name"]: d for d in spec["deployments"]}
+
+
+def _train_deployment() -> dict[str, Any]:
+    return _deployments()["train"]
 
 
 @dataclass
@@ -103,7 +106,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )
         cluster.prefect("work-pool", "create", cluster.pool, "--type", "process")
         cluster.prefect("variable", "set", "genreg_home", str(ROOT))
-        cluster.prefect("--no-prompt", "deploy", "-n", "train")
+        cluster.prefect("--no-prompt", "deploy", "--all")
         with cluster.worker_log.open("ab") as log:
             worker = subprocess.Popen(
                 [str(PREFECT), "worker", "start", "--pool", cluster.pool]
@@ -164,6 +167,10 @@ def _state_time(task_run: TaskRun, state_type: str) -> datetime:
 def test_worker_runs_a_deployment_to_completion(
     cluster: Cluster, small_mnist: Path, tmp_path: Path
 ) -> None:
+    with get_client(sync_client=True) as client:
+        deployed = {d.name: d for d in client.read_deployments()}
+    assert set(deployed) == set(_deployments())  # `prefect deploy --all` took them all
+    assert {d.work_pool_name for d in deployed.values()} == {cluster.pool}
     flow_run_id = _start_train_run(small_mnist, tmp_path / "run")
     (run,) = _wait_final([flow_run_id])
     assert run.state is not None and run.state.is_completed(), run.state

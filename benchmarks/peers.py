@@ -3,9 +3,11 @@
 Both train the 784-64-10 tanh MLP (genreg's BatchedMLP forward, vectorised over the
 population) on one common class-balanced minibatch per generation, with the same
 fitness (negative cross-entropy), initial center and validation set. The clock stops
-during validation, so both get the same search time. Usage:
+during validation, so both get the same search time. The last row is the backprop
+reference (benchmarks/reference.py): Adam on the same MLP, initial center, split and
+threads, for the same budget. Usage:
 
-    python benchmarks/peers.py --data data/prepared --budget 60 --budget 180
+    python benchmarks/peers.py --data data/prepared --budget 10 --budget 60 --threads 2
 """
 
 from __future__ import annotations
@@ -29,23 +31,38 @@ from genreg.strategies import make_strategy
 from genreg.task import ClassificationTask, accuracy, make_fitness_fn, to_inputs
 
 THRESHOLDS = (0.85, 0.90)
+DEFAULT_THREADS = 2  # the README's results table: 2 threads of the 2-core CPU
 
 
 @dataclass
 class Curve:
-    """Validation accuracy against search seconds; the best genome as it improved."""
+    """Validation score against search seconds; the best genome as it improved.
+
+    The score is accuracy (higher is better) unless `higher_is_better` is False (MSE).
+    """
 
     peer: str
     points: list[tuple[float, int, float]] = field(default_factory=list)
     improvements: list[tuple[float, Tensor]] = field(default_factory=list)
+    higher_is_better: bool = True
 
     def record(
         self, seconds: float, generation: int, val: float, genome: Tensor
     ) -> None:
         """Add a validation point; keep the genome when it is the best so far."""
-        if not self.points or val > max(p[2] for p in self.points):
+        if self.best_val() is None or self._better(val, self.best_val()):
             self.improvements.append((seconds, genome.detach().clone()))
         self.points.append((seconds, generation, val))
+
+    def best_val(self, seconds: float = float("inf")) -> float | None:
+        """The best validation score recorded within `seconds`."""
+        vals = [v for t, _, v in self.points if t <= seconds]
+        if not vals:
+            return None
+        return max(vals) if self.higher_is_better else min(vals)
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self.higher_is_better else a < b
 
     def time_to(self, threshold: float) -> float | None:
         """Search seconds until validation accuracy first reached `threshold`."""
@@ -213,8 +230,7 @@ def table(
             row[f"t{round(threshold * 100)}_s"] = curve.time_to(threshold)
         for budget in budgets:
             genome = curve.best_at(budget)
-            vals = [v for t, _, v in curve.points if t <= budget]
-            row[f"val@{budget:g}s"] = max(vals) if vals else None
+            row[f"val@{budget:g}s"] = curve.best_val(budget)
             row[f"test@{budget:g}s"] = (
                 None
                 if genome is None
@@ -231,8 +247,12 @@ def compare(
     overrides: Sequence[str] = (),
     optimizers: Sequence[str] = ("clipup",),
     peer_popsize: int = 400,
+    backprop: bool = False,
 ) -> list[dict[str, object]]:
-    """Run the `fast` preset and EvoTorch for max(budgets) seconds each: the table."""
+    """Run the `fast` preset and EvoTorch for max(budgets) seconds each: the table.
+
+    With `backprop`, the last row is Adam (benchmarks/reference.py) for as long.
+    """
     params = {"preset": "fast", **unflatten(dict(parse_override(o) for o in overrides))}
     cfg = build_config(params)
     task, test_x, test_y = load_task(data_dir, cfg)
@@ -242,7 +262,21 @@ def compare(
         curve = run_evotorch(task, cfg, budget, optimizer, peer_popsize)
         if curve is not None:
             curves.append(curve)
+    if backprop:
+        curves.append(run_backprop(task, cfg, budget))
     return table(curves, budgets, task.model, test_x, test_y)
+
+
+def run_backprop(task: ClassificationTask, cfg: Config, budget: float) -> Curve:
+    """Adam on the same MLP from the same initial center for `budget` seconds."""
+    import reference  # imports this module, so not at the top
+
+    settings = reference.AdamSettings(
+        patience=None, max_epochs=None, max_seconds=budget, seed=cfg.seed
+    )
+    return reference.classifier_reference(
+        task, initial_center(task, cfg), settings
+    ).curve
 
 
 def format_table(rows: Sequence[dict[str, object]]) -> str:
@@ -261,7 +295,7 @@ def _fmt(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}" if value <= 1 else f"{value:.1f}"
+        return f"{value:.4g}" if value <= 1 else f"{value:.1f}"
     return f"{value}"
 
 
@@ -277,14 +311,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--peer-popsize", type=int, default=400, help="EvoTorch's population"
     )
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
+    parser.add_argument(
+        "--no-backprop", action="store_true", help="leave out the Adam reference row"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     rows = compare(
         args.data,
         args.budget or [60.0, 180.0],
         args.set,
         args.optimizer or ["clipup"],
         args.peer_popsize,
+        backprop=not args.no_backprop,
     )
+    print(f"{torch.get_num_threads()} torch threads")
     print(format_table(rows))
 
 

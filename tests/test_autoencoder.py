@@ -14,7 +14,7 @@ from genreg.autoencoder import (
     mirrored_sizes,
     neg_mse,
 )
-from genreg.config import STRATEGY_CONFIGS
+from genreg.config import STRATEGY_CONFIGS, LowRankESConfig
 from genreg.datasets import load_prepared
 from genreg.progress import ProgressBar
 from genreg.runner import RunState, make_rngs, run
@@ -103,17 +103,75 @@ def test_evolution_lowers_validation_mse(prepared_mnist: Path, name: str) -> Non
     assert {"train_mse_best", "val_mse"} <= set(bar.shown)
 
 
+def test_lowrank_population_equals_its_dense_genomes(load_benchmark) -> None:
+    ae = load_benchmark("autoencoder")
+    model = BatchedAutoencoder(mirrored_sizes((20, 8, 3)))
+    center = model.init(1, torch.Generator().manual_seed(0))[0]
+    for rank in (1, 3):
+        cfg = LowRankESConfig(population_size=6, noise_rank=rank, stdev_init=0.05)
+        es = ae.LowRankAutoencoderES(cfg, model, batch_size=5)
+        state = es.init(center[None], torch.Generator().manual_seed(1))
+        population, _ = es.ask_seeded(state, seed=3)
+        dense = population.dense()
+        x = torch.randn(5, 20)
+        torch.testing.assert_close(population.forward(x), model.forward(dense, x))
+        # search gradient sum_j w_j eps_j / (sigma P), eps_j the + members' noise
+        weights = torch.randn(3)
+        eps = (dense[:3] - state.center) / 0.05
+        torch.testing.assert_close(
+            es.gradient(population, weights, 0.05),
+            weights @ eps / (0.05 * 6),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+
+
+def test_lowrank_es_lowers_validation_mse(prepared_mnist: Path, load_benchmark) -> None:
+    ae = load_benchmark("autoencoder")
+    task = small_task(prepared_mnist)
+    knobs = {"name": "lowrank_es", "population_size": 40, "noise_rank": 2}
+    knobs |= {"stdev_init": 0.02, "center_learning_rate": 0.01}
+    knobs |= {"center_init_scale": 1.0}
+    test_x = task.val_x[:100]
+    start = task.validate(task.model.init(1, make_rngs(0)["init"])[0])
+    state, record = ae.evolve(task, knobs, 40, 5, 0, test_x)
+    assert [p[0] for p in record.points] == list(range(5, 41, 5))
+    assert -state.best_val_score == min(p[2] for p in record.points) < 0.9 * start
+    assert record.points[-1][3] == pytest.approx(
+        task.val_mse(state.best_genome, test_x)
+    )
+
+
 def test_benchmark_writes_curves_and_grid(
-    prepared_mnist: Path, tmp_path: Path, load_benchmark
+    small_mnist: Path, tmp_path: Path, load_benchmark, capsys
 ) -> None:
     load_benchmark("autoencoder").main(
-        ["--data", str(prepared_mnist), "--generations", "2", "--eval-every", "1"]
+        ["--data", str(small_mnist), "--generations", "2", "--eval-every", "1"]
         + ["--batch", "10", "--val-images", "50", "--out", str(tmp_path)]
-        + ["--strategy", "open_es", "--strategy", "trust_ga"]
+        + ["--strategy", "trust_ga"]
+        + [
+            "--reference-epochs",
+            "1",
+            "--variant",
+            "small=lowrank_es,population_size=20",
+        ]
+        + ["--jobs", "2"]
     )
     with (tmp_path / "autoencoder_curves.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert {r["strategy"] for r in rows} == {"open_es", "trust_ga"}
-    assert len(rows) == 4 and all(float(r["val_mse"]) > 0 for r in rows)
-    for png in ("autoencoder_curves.png", "autoencoder_reconstructions.png"):
+    methods = {"backprop (Adam)", "small", "trust_ga"}
+    assert {r["method"] for r in rows} == methods
+    evolved = [r for r in rows if r["method"] != "backprop (Adam)"]
+    assert len(evolved) == 4
+    assert all(float(r["val_mse"]) > 0 and float(r["test_mse"]) > 0 for r in rows)
+    # one epoch of 400 images in batches of 10: validated at the start and its end
+    steps = [r["generation"] for r in rows if r["method"] == "backprop (Adam)"]
+    assert steps == ["0", "40"]
+    for png in (
+        "autoencoder_per_generation.png",
+        "autoencoder_per_second.png",
+        "autoencoder_reconstructions.png",
+    ):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    table = capsys.readouterr().out
+    assert "| small | 2 |" in table and "| mean image |" in table

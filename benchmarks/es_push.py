@@ -13,6 +13,9 @@ from its first 30 generations unless --schedule gives it. Rows:
 time to 90% and 95% validation accuracy, validation at the budget, and the test accuracy
 of the best-by-validation center. CSV and PNG go to --docs (es_levers.csv / .png).
 
+`plot` draws curve CSVs of `long` (validation solid, test dotted) against seconds and
+generations: <docs>/es_long_curves_seconds.png and es_long_curves_generation.png.
+
 `long` runs one configuration (the `fast` preset, a params file's keys and -S overrides)
 for --budget search seconds. With --calibrate the schedules' length is set from the
 speed of the first 20 generations, so the learning rate reaches its floor at the end of
@@ -264,10 +267,11 @@ def plot(curves: Sequence[Curve], path: Path, x: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     for curve in curves:
         xs = [p[x] for p in curve.points]
-        ax.plot(xs, [p["val_accuracy"] for p in curve.points], label=curve.name)
+        vals = [p["val_accuracy"] for p in curve.points]
+        (line,) = ax.plot(xs, vals, label=curve.name)
         if curve.points and "test_accuracy" in curve.points[0]:
             ts = [p["test_accuracy"] for p in curve.points]
-            ax.plot(xs, ts, linestyle=":", label=f"{curve.name} (test)")
+            ax.plot(xs, ts, linestyle=":", color=line.get_color(), label="(test)")
     ax.set_ylim(0.85, 1.0)
     ax.set_xlabel("search seconds" if x == "seconds" else x)
     ax.set_ylabel("accuracy")
@@ -328,6 +332,15 @@ def _with_schedule(base: Mapping[str, Any], generations: int) -> dict[str, Any]:
     return {**base, "strategy": strategy}
 
 
+def read_curve(path: Path) -> Curve:
+    """A curve written by `long` (<name>_curve.csv), named after its file."""
+    with path.open() as handle:
+        points = [
+            {k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)
+        ]
+    return Curve(path.stem.removesuffix("_curve"), points)
+
+
 def on_device(task: ClassificationTask, device: str) -> ClassificationTask:
     """The task with its images and labels on `device`."""
     return ClassificationTask(
@@ -343,7 +356,8 @@ def on_device(task: ClassificationTask, device: str) -> ClassificationTask:
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: levers | long, --data, --budget, -S overrides, --params FILE."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["levers", "long"])
+    parser.add_argument("mode", choices=["levers", "long", "plot"])
+    parser.add_argument("curves", nargs="*", type=Path, help="plot: curve CSVs")
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))
     parser.add_argument("--budget", type=float, default=60.0, help="search seconds")
     parser.add_argument("--threads", type=int, default=2)
@@ -364,6 +378,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     overrides = unflatten(dict(parse_override(o) for o in args.set))
     for section, values in overrides.items():
         base[section] = {**base.get(section, {}), **values}
+    if args.mode == "plot":
+        curves = [read_curve(path) for path in args.curves]
+        for x in ("seconds", "generation"):
+            path = args.docs / f"es_long_curves_{x}.png"
+            plot(curves, path, x, "long low-rank ES runs: validation and test")
+        return
     if args.mode == "levers":
         names = args.lever or list(LEVERS)
         rows, curves = levers(

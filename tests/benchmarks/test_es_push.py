@@ -66,3 +66,9 @@ def test_long_run_calibrates_its_schedule_and_writes_the_curve(
     summary = json.loads((tmp_path / "tiny_summary.json").read_text())
     assert summary["config"]["strategy.schedule_generations"] >= 1
     assert summary["generations"] == int(points[-1]["generation"])
+
+    es_push.main(["plot", str(tmp_path / "tiny_curve.csv"), "--docs", str(tmp_path)])
+    curve = es_push.read_curve(tmp_path / "tiny_curve.csv")
+    assert curve.name == "tiny" and len(curve.points) == len(points)
+    for x in ("seconds", "generation"):
+        assert (tmp_path / f"es_long_curves_{x}.png").stat().st_size > 0

@@ -55,7 +55,7 @@ def _train_deployment() -> dict[str, Any]:
 
 @dataclass
 class Cluster:
-    """A server, its pool and the `train` deployment; `env` reaches them."""
+    """A server with the pool and prefect.yaml's deployments; `env` reaches them."""
 
     env: dict[str, str]
     pool: str
@@ -136,7 +136,7 @@ def _start_train_run(data_dir: Path, run_dir: Path, **overrides: Any) -> UUID:
     return run.id
 
 
-def _wait_final(flow_run_ids: list[UUID]) -> list[FlowRun]:
+def _wait_final(cluster: Cluster, flow_run_ids: list[UUID]) -> list[FlowRun]:
     deadline = time.monotonic() + FINAL_WAIT_S
     with get_client(sync_client=True) as client:
         while True:
@@ -145,7 +145,11 @@ def _wait_final(flow_run_ids: list[UUID]) -> list[FlowRun]:
                 return runs
             if time.monotonic() > deadline:
                 states = [(r.name, r.state_name) for r in runs]
-                pytest.fail(f"flow runs not finished after {FINAL_WAIT_S} s: {states}")
+                log = cluster.worker_log.read_text()[-3000:]
+                pytest.fail(
+                    f"flow runs not finished after {FINAL_WAIT_S} s: {states}\n"
+                    f"worker log ({cluster.worker_log}), last lines:\n{log}"
+                )
             time.sleep(2)
 
 
@@ -172,7 +176,7 @@ def test_worker_runs_a_deployment_to_completion(
     assert set(deployed) == set(_deployments())  # `prefect deploy --all` took them all
     assert {d.work_pool_name for d in deployed.values()} == {cluster.pool}
     flow_run_id = _start_train_run(small_mnist, tmp_path / "run")
-    (run,) = _wait_final([flow_run_id])
+    (run,) = _wait_final(cluster, [flow_run_id])
     assert run.state is not None and run.state.is_completed(), run.state
     assert run.work_pool_name == cluster.pool
     assert set(_train_deployment()["tags"]) <= set(run.tags)
@@ -199,7 +203,7 @@ def test_gpu_tag_limit_lets_one_train_task_run_at_a_time(
             )
             for name in ("a", "b")
         ]
-        runs = _wait_final(ids)
+        runs = _wait_final(cluster, ids)
     finally:
         cluster.prefect("concurrency-limit", "delete", "gpu")
     assert all(r.state is not None and r.state.is_completed() for r in runs), runs

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pipelines.tune_space import TuneSettings
 
 PARENT_ATTR = "mlflow_parent_run_id"
+STUDY_KEY_TAG = "genreg.study_key"  # one study of one storage: name#id
 
 
 def mlflow_client(cfg: Config) -> MlflowClient:
@@ -42,15 +43,25 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
 
 
 def open_parent_run(study: optuna.Study, cfg: Config, settings: TuneSettings) -> str:
-    """The study's parent MLflow run (created by the first worker that needs it)."""
+    """The study's parent MLflow run (created by the first worker that needs it).
+
+    Workers starting together may each create one; all of them then keep the oldest
+    (a later run can only be newer), delete their own if it lost, and record the winner.
+    """
     run_id = study.user_attrs.get(PARENT_ATTR)
     if run_id:
         return str(run_id)
     client = mlflow_client(cfg)
+    experiment_id = _experiment_id(client, cfg.tracking.experiment)
+    study_key = f"{study.study_name}#{study._study_id}"
     run = client.create_run(
-        _experiment_id(client, cfg.tracking.experiment),
+        experiment_id,
         run_name=f"tune-{study.study_name}",
-        tags={"genreg.kind": "study", "optuna.study_name": study.study_name},
+        tags={
+            "genreg.kind": "study",
+            "optuna.study_name": study.study_name,
+            STUDY_KEY_TAG: study_key,
+        },
     )
     params = {
         "tune.n_trials": settings.n_trials,
@@ -62,16 +73,15 @@ def open_parent_run(study: optuna.Study, cfg: Config, settings: TuneSettings) ->
     client.log_batch(
         run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()]
     )
-    study.set_user_attr(PARENT_ATTR, run.info.run_id)
-    # two workers starting together both create one; the last attribute written wins
-    winner = str(
-        optuna.load_study(
-            study_name=study.study_name, storage=study._storage
-        ).user_attrs[PARENT_ATTR]
+    candidates = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{STUDY_KEY_TAG}` = '{study_key}'"
     )
-    if winner != run.info.run_id:
+    winner = min(candidates, key=lambda r: (r.info.start_time, r.info.run_id))
+    winner_id = winner.info.run_id
+    if winner_id != run.info.run_id:
         client.delete_run(run.info.run_id)
-    return winner
+    study.set_user_attr(PARENT_ATTR, winner_id)
+    return winner_id
 
 
 def mark_trial_run(cfg: Config, trial_dir: Path, number: int, pruned: bool) -> str:

@@ -51,6 +51,7 @@ from genreg.config import (  # noqa: E402
     read_params,
     unflatten,
 )
+from genreg.init import initial_genomes  # noqa: E402
 from genreg.runner import RunState, make_rngs, step  # noqa: E402
 from genreg.strategies import make_strategy  # noqa: E402
 from genreg.task import ClassificationTask, accuracy, make_fitness_fn  # noqa: E402
@@ -110,6 +111,29 @@ LEVERS: dict[str, dict[str, Any]] = {
         "strategy.schedule_generations": "SCHEDULE",
     },
 }
+# a data init (genreg.init) starts the center unshrunk: the random part keeps fast's
+# scale through init_weight / init_bias (0.5 x 0.1 and 0.1 x 0.1)
+DATA_INIT = {
+    "strategy.center_init_scale": 1.0,
+    "model.init_weight": 0.05,
+    "model.init_bias": 0.01,
+}
+PCA_RIDGE = {**DATA_INIT, "model.init": "pca", "model.readout": "ridge"}
+LEVERS.update(
+    {
+        "uniform_unshrunk": DATA_INIT,  # fast's init written the data-init way
+        "pca": {**DATA_INIT, "model.init": "pca"},
+        "ridge": {**DATA_INIT, "model.readout": "ridge"},
+        "pca_ridge": PCA_RIDGE,
+        # starting near a good point wants smaller steps
+        "pca_ridge_lr": {**PCA_RIDGE, "strategy.center_learning_rate": 0.002},
+        "pca_ridge_small": {
+            **PCA_RIDGE,
+            "strategy.center_learning_rate": 0.002,
+            "strategy.stdev_init": 0.01,
+        },
+    }
+)
 THRESHOLDS = (0.90, 0.95)
 
 
@@ -121,10 +145,13 @@ class Curve:
     points: list[dict[str, float]] = field(default_factory=list)
     best_val: float = -1.0
     best_center: Tensor | None = None
+    first_center: Tensor | None = None  # the center at the first point (the init)
     seconds: float = 0.0  # search seconds spent
     generations: int = 0
 
     def record(self, point: dict[str, float], center: Tensor) -> None:
+        if self.first_center is None:
+            self.first_center = center.detach().clone()
         if point["val_accuracy"] > self.best_val:
             self.best_val = point["val_accuracy"]
             self.best_center = center.detach().clone()
@@ -163,11 +190,29 @@ def evolve(
         cfg.train.images_per_class * model.num_outputs,
         model,
     )
-    genomes = model.init(1, rngs["init"], cfg.model.init_weight, cfg.model.init_bias)
+    started = time.perf_counter()  # a data init's seconds count as search seconds
+    genomes = initial_genomes(
+        model, cfg.model, 1, rngs["init"], task.train_x, task.train_y
+    )
     state = RunState(strategy.init(genomes, rngs["strategy"]), rngs)
     fitness_fn = make_fitness_fn(cfg.strategy)
     task.images_per_class = cfg.train.images_per_class
-    curve, spent, generation = Curve(name), 0.0, 0
+    curve, spent, generation = Curve(name), time.perf_counter() - started, 0
+
+    def validate() -> None:
+        center = strategy.best(state.strategy_state)
+        point = {
+            "seconds": spent,
+            "generation": generation,
+            "val_accuracy": task.validate(center),
+        }
+        if test is not None:
+            point["test_accuracy"] = accuracy(model, center, *test).item()
+        curve.record(point, center)
+        if on_point is not None:
+            on_point(point)
+
+    validate()  # where the init starts: generation 0
     while spent < budget and generation != (max_generations or -1):
         if images_late > 1 and spent >= budget / 2:
             task.images_per_class = cfg.train.images_per_class * images_late
@@ -178,17 +223,7 @@ def evolve(
         spent += time.perf_counter() - started
         generation += 1
         if generation % cfg.train.eval_every == 0 or spent >= budget:
-            center = strategy.best(state.strategy_state)
-            point = {
-                "seconds": spent,
-                "generation": generation,
-                "val_accuracy": task.validate(center),
-            }
-            if test is not None:
-                point["test_accuracy"] = accuracy(model, center, *test).item()
-            curve.record(point, center)
-            if on_point is not None:
-                on_point(point)
+            validate()
     curve.seconds, curve.generations = spent, generation
     return curve
 
@@ -204,6 +239,10 @@ def summary(
     row[f"val@{budget:g}s"] = curve.best_val
     row[f"test@{budget:g}s"] = accuracy(task.model, curve.best_center, *test).item()
     row["generations"] = curve.points[-1]["generation"]
+    row["val@0"] = curve.points[0]["val_accuracy"]
+    assert curve.first_center is not None
+    row["test@0"] = accuracy(task.model, curve.first_center, *test).item()
+    row["init_s"] = curve.points[0]["seconds"]
     return row
 
 

@@ -84,9 +84,30 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The MLP's hidden width and its initial genome (genreg.init).
+
+    Weights are U(-init_weight, init_weight), biases U(-init_bias, init_bias), unless
+    a data init (distribution strategies only) sets the first layer from the training
+    images' principal directions (`init: pca`) or the readout by ridge regression
+    (`readout: ridge`), both from `init_images` training images (0: all).
+    """
+
     hidden: int = 64
     init_weight: float = 0.5
     init_bias: float = 0.1
+    init: Literal["uniform", "pca"] = "uniform"
+    # pca: std of each unit's pre-activation on the training images (whiten), or the
+    # root mean variance over the units (no whitening: the eigenvalue spread kept)
+    pca_std: float = 0.5
+    pca_whiten: bool = True
+    readout: Literal["uniform", "ridge"] = "uniform"
+    ridge_alpha: float = 1.0
+    init_images: int = 10000
+
+    @property
+    def data_init(self) -> bool:
+        """Whether the initial genome depends on the training images."""
+        return self.init != "uniform" or self.readout != "uniform"
 
 
 # (low, high, low inclusive, high inclusive) of a numeric knob
@@ -404,6 +425,7 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_ranges(self)
+        _check_data_init(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), the form params.yaml and JSON use."""
@@ -803,6 +825,9 @@ _RANGES: dict[str, Range] = {
     "model.hidden": (1, 4096, True, True),
     "model.init_weight": (0, INF, False, True),
     "model.init_bias": (0, INF, True, True),
+    "model.pca_std": (0, 100, False, True),
+    "model.ridge_alpha": (0, INF, True, True),
+    "model.init_images": (0, INF, True, True),
     "train.num_generations": (1, INF, True, True),
     "train.images_per_class": (1, INF, True, True),
     "train.eval_every": (1, INF, True, True),
@@ -826,6 +851,25 @@ def _check_ranges(cfg: Config) -> None:
         if section in flat and flat[section] is None:
             continue  # an optional section left null: data.alphabet.heldout
         _check_range(key, flat[key], bounds)
+
+
+def _check_data_init(cfg: Config) -> None:
+    """A data init sets a distribution strategy's starting center, unshrunk."""
+    model, strategy = cfg.model, cfg.strategy
+    if not model.data_init:
+        return
+    key = "model.init" if model.init != "uniform" else "model.readout"
+    if not isinstance(strategy, DistributionConfig):
+        raise ConfigError(
+            f"{key}: a data init sets the starting center of a distribution strategy "
+            f"(open_es, lowrank_es, pgpe), not {strategy.name}'s population"
+        )
+    if strategy.center_init_scale != 1.0:
+        raise ConfigError(
+            f"strategy.center_init_scale: {strategy.center_init_scale} would shrink "
+            f"the data init of {key}; set it to 1.0 (model.init_weight and init_bias "
+            "scale the random part)"
+        )
 
 
 def _check_range(key: str, value: float, bounds: Range) -> None:

@@ -168,6 +168,21 @@ def test_round_trip_through_dict() -> None:
             {"strategy": {"name": "lowrank_es", "w2_noise": "sparse"}},
             r"strategy\.w2_noise: 'sparse' is not allowed",
         ),
+        ({"model": {"init": "svd"}}, r"model\.init: 'svd' is not allowed"),
+        ({"model": {"readout": "lasso"}}, r"model\.readout: 'lasso' is not allowed"),
+        ({"model": {"pca_std": 0}}, r"model\.pca_std: 0\.0 is out of range"),
+        ({"model": {"ridge_alpha": -1}}, r"model\.ridge_alpha: -1\.0 is out of range"),
+        ({"model": {"init_images": -5}}, r"model\.init_images: -5 is out of range"),
+        (
+            {"model": {"init": "pca"}},
+            r"model\.init: a data init sets the starting center of a distribution "
+            r"strategy \(open_es, lowrank_es, pgpe\), not trust_ga's population",
+        ),
+        (
+            {"preset": "fast", "model": {"readout": "ridge"}},
+            r"strategy\.center_init_scale: 0\.1 would shrink the data init of "
+            r"model\.readout; set it to 1\.0",
+        ),
     ],
 )
 def test_bad_params_name_the_key(params: dict, message: str) -> None:

@@ -28,6 +28,7 @@ from genreg.atomic import atomic_file, write_text_atomic
 from genreg.checkpoint import CheckpointError, Genome, load_run, save_genome, save_run
 from genreg.config import Config, flatten
 from genreg.datasets import Split, load_meta, load_prepared
+from genreg.init import initial_genomes
 from genreg.metric_names import BEST_VAL_ACCURACY, VAL_ACCURACY
 from genreg.metric_names import SECONDS_PER_GENERATION as SECONDS
 from genreg.model import BatchedMLP
@@ -101,11 +102,13 @@ def train(
         _check_resumable(last_path, saved, cfg)
         _restore_timings(RunDir(out_dir).metrics, state.history)
     else:
-        genomes = task.model.init(
+        genomes = initial_genomes(
+            task.model,
+            cfg.model,
             cfg.strategy.population_size,
             rngs["init"],
-            cfg.model.init_weight,
-            cfg.model.init_bias,
+            task.train_x,
+            task.train_y,
         )
         state = RunState(strategy.init(genomes, rngs["init"]), rngs)
 

@@ -72,3 +72,20 @@ def test_long_run_calibrates_its_schedule_and_writes_the_curve(
     assert curve.name == "tiny" and len(curve.points) == len(points)
     for x in ("seconds", "generation"):
         assert (tmp_path / f"es_long_curves_{x}.png").stat().st_size > 0
+
+
+def test_data_init_levers_start_above_chance_and_count_the_init(
+    small_mnist: Path, tmp_path: Path, load_benchmark
+) -> None:
+    es_push = load_benchmark("es_push")
+    args = ["levers", "--data", str(small_mnist), "--budget", "0.3", "--threads", "1"]
+    args += ["--docs", str(tmp_path), "--tag", "init", "--schedule", "7"]
+    args += ["--lever", "baseline", "--lever", "pca_ridge"]
+    es_push.main([*args, *(a for o in TINY for a in ("-S", o))])
+
+    with (tmp_path / "es_levers_init.csv").open() as handle:
+        baseline, data_init = csv.DictReader(handle)
+    # generation 0: a random center is near chance, PCA + ridge is not
+    assert float(data_init["val@0"]) > float(baseline["val@0"]) + 0.2
+    assert float(data_init["test@0"]) > float(baseline["test@0"]) + 0.2
+    assert float(data_init["init_s"]) > 0.0

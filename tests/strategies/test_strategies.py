@@ -16,20 +16,27 @@ import torch
 from genreg.config import (
     PRESETS,
     STRATEGY_CONFIGS,
+    Config,
     ConfigError,
     LowRankESConfig,
     StrategyConfig,
     build_config,
+    with_overrides,
 )
+from genreg.datasets import load_prepared
+from genreg.init import initial_genomes
 from genreg.model import BatchedMLP
 from genreg.noise import mirrored_population, noise_table
 from genreg.optim import adam_step, clipup_step
+from genreg.runner import make_rngs
 from genreg.shaping import centered_ranks
+from genreg.stages.train import train
 from genreg.strategies import STRATEGIES, make_strategy
 from genreg.strategies.base import Population, state_arrays, state_from_arrays
 from genreg.strategies.distribution import annealed
 from genreg.strategies.lowrank_es import LowRankPopulation
 from genreg.strategies.open_es import OpenES, replay
+from genreg.task import accuracy, to_inputs
 
 DIM, POP = 40, 20
 TOY_MODEL = BatchedMLP(11, 3, 1)  # 40 weights: lowrank_es needs the layer shapes
@@ -359,3 +366,96 @@ def test_seed_checkpoint_bytes(load_benchmark) -> None:
         "open_es_replay": 8 + 100 * (8 + 800),
         "ga_lineage": 808,
     }
+
+
+def small_train(small_mnist: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    train = load_prepared(small_mnist)["train"]
+    return to_inputs(train.images), torch.as_tensor(train.labels)
+
+
+DATA_INIT = {
+    "strategy": {"name": "lowrank_es", "population_size": 4, "center_init_scale": 1.0},
+    "model": {"hidden": 16, "init_images": 0},
+}
+
+
+def data_init_config(**model: object) -> Config:
+    return build_config({**DATA_INIT, "model": {**DATA_INIT["model"], **model}})
+
+
+def test_pca_init_whitens_the_training_images(small_mnist: Path) -> None:
+    x, y = small_train(small_mnist)
+    cfg = data_init_config(init="pca", pca_std=0.5)
+    model = BatchedMLP(784, 16, 10)
+    genomes = initial_genomes(model, cfg.model, 3, make_rngs(0)["init"], x, y)
+    random = model.init(3, make_rngs(0)["init"], 0.5, 0.1)
+    assert genomes.shape == (3, model.num_params)
+    w1, b1, w2, b2 = model.layers(genomes)
+    pre = x @ w1[0] + b1[0]  # [N, 16]: centred, each of std pca_std
+    assert pre.mean(0).abs().max().item() < 1e-4
+    assert torch.allclose(pre.std(0), torch.full((16,), 0.5), atol=1e-4)
+    directions = w1[0] / w1[0].norm(dim=0)  # orthonormal principal directions
+    assert torch.allclose(directions.T @ directions, torch.eye(16), atol=1e-4)
+    # the readout and every other genome stay random
+    assert torch.equal(w2[0], model.layers(random)[2][0])
+    assert torch.equal(genomes[1:], random[1:])
+
+
+def test_data_init_is_seeded(small_mnist: Path) -> None:
+    x, y = small_train(small_mnist)
+    cfg = data_init_config(init="pca", readout="ridge", init_images=200)
+    model = BatchedMLP(784, 16, 10)
+
+    def first(seed: int) -> torch.Tensor:
+        return initial_genomes(model, cfg.model, 1, make_rngs(seed)["init"], x, y)[0]
+
+    assert torch.equal(first(0), first(0))
+    assert not torch.equal(first(0), first(1))  # another seed, other 200 images
+
+
+@pytest.mark.parametrize("init", ["uniform", "pca"])
+def test_ridge_readout_beats_a_random_one_at_generation_0(
+    small_mnist: Path, init: str
+) -> None:
+    x, y = small_train(small_mnist)
+    val = load_prepared(small_mnist)["val"]
+    val_x, val_y = to_inputs(val.images), torch.as_tensor(val.labels)
+    model = BatchedMLP(784, 16, 10)
+
+    def val_accuracy(readout: str) -> float:
+        cfg = data_init_config(init=init, readout=readout, init_weight=0.05)
+        genome = initial_genomes(model, cfg.model, 1, make_rngs(0)["init"], x, y)
+        return accuracy(model, genome, val_x, val_y).item()
+
+    random, ridge = val_accuracy("uniform"), val_accuracy("ridge")
+    assert random < 0.3  # chance is 0.1
+    assert ridge > 0.6 and ridge > random + 0.3
+
+
+def test_data_init_run_resumes_exactly(small_mnist: Path, tmp_path: Path) -> None:
+    cfg = with_overrides(
+        data_init_config(init="pca", readout="ridge"),
+        {
+            "train.num_generations": 6,
+            "train.images_per_class": 4,
+            "train.eval_every": 2,
+            "train.checkpoint_every": 3,
+        },
+    )
+    full = train(cfg, small_mnist, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, small_mnist, tmp_path / "split", callbacks=[InterruptAfter(4)])
+    resumed = train(cfg, small_mnist, tmp_path / "split", resume=True)
+    assert resumed.best_val_accuracy == full.best_val_accuracy > 0.5
+    for name in ("last.npz", "best.npz"):
+        a = (tmp_path / "full" / "checkpoints" / name).read_bytes()
+        assert a == (tmp_path / "split" / "checkpoints" / name).read_bytes(), name
+
+
+class InterruptAfter:
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+
+    def on_generation(self, generation: int, metrics: object) -> None:
+        if generation == self.generation:
+            raise KeyboardInterrupt

@@ -11,7 +11,11 @@ processes side by side on separate cores). A cosine / linear schedule spans the 
 of generations the baseline manages in the budget (`schedule_generations`), measured
 from its first 30 generations unless --schedule gives it. Rows:
 time to 90% and 95% validation accuracy, validation at the budget, and the test accuracy
-of the best-by-validation center. CSV and PNG go to --docs (es_levers.csv / .png).
+of the best-by-validation center; validation and time at generation 0 (where a data
+init starts, and what it cost: `init_s` counts inside the budget). CSV and PNG go to
+--docs (es_levers.csv / .png, every validation point in es_levers_curves.csv). With
+--generations N each lever runs N generations instead: accuracies that do not depend
+on the machine's load (the columns say @Ng).
 
 `plot` draws curve CSVs of `long` (validation solid, test dotted) against seconds and
 generations: <docs>/es_long_curves_seconds.png and es_long_curves_generation.png.
@@ -229,15 +233,18 @@ def evolve(
 
 
 def summary(
-    curve: Curve, budget: float, task: ClassificationTask, test: tuple[Tensor, Tensor]
+    curve: Curve, at: str, task: ClassificationTask, test: tuple[Tensor, Tensor]
 ) -> dict[str, Any]:
-    """Times to the thresholds, best validation, test of the best center by val."""
+    """Times to the thresholds, best validation, test of the best center by val.
+
+    `at` names the end of the run in the column names: "60s", or "1000g".
+    """
     assert curve.best_center is not None
     row: dict[str, Any] = {"variant": curve.name}
     for threshold in THRESHOLDS:
         row[f"t{round(threshold * 100)}_s"] = curve.time_to(threshold)
-    row[f"val@{budget:g}s"] = curve.best_val
-    row[f"test@{budget:g}s"] = accuracy(task.model, curve.best_center, *test).item()
+    row[f"val@{at}"] = curve.best_val
+    row[f"test@{at}"] = accuracy(task.model, curve.best_center, *test).item()
     row["generations"] = curve.points[-1]["generation"]
     row["val@0"] = curve.points[0]["val_accuracy"]
     assert curve.first_center is not None
@@ -262,16 +269,22 @@ def levers(
     names: Sequence[str],
     base: Mapping[str, Any],
     schedule: int = 0,
+    generations: int = 0,
 ) -> tuple[list[dict[str, Any]], list[Curve]]:
     """Each named lever in turn for `budget` seconds: one summary row each.
 
     `schedule` (0: measured) is the generations a cosine / linear schedule spans: the
     baseline's generations in the budget, from the speed of its first 30 generations.
+    With `generations` > 0 each lever runs that many generations instead (the
+    accuracies then do not depend on the machine's load), and a schedule spans them.
     """
     torch.set_num_threads(threads)
     cfg = build_config(base)
     task, test_x, test_y = load_task(data_dir, cfg)
     test = (test_x, test_y)
+    at = f"{generations}g" if generations else f"{budget:g}s"
+    if generations:
+        budget, schedule = float("inf"), schedule or generations
     if not schedule:
         probe = evolve("probe", task, cfg, float("inf"), max_generations=30)
         schedule = int(budget * probe.generations / probe.seconds)
@@ -280,12 +293,28 @@ def levers(
     for name in names:
         vcfg, loop = variant_config(base, LEVERS[name], schedule)
         torch.set_num_threads(loop.get("threads", threads))
-        curve = evolve(name, task, vcfg, budget, images_late=loop.get("images_late", 1))
+        curve = evolve(
+            name,
+            task,
+            vcfg,
+            budget,
+            images_late=loop.get("images_late", 1),
+            max_generations=generations,
+        )
         torch.set_num_threads(threads)
         curves.append(curve)
-        rows.append({**summary(curve, budget, task, test), "schedule": schedule})
+        rows.append({**summary(curve, at, task, test), "schedule": schedule})
         print(rows[-1], flush=True)
     return rows, curves
+
+
+def write_curves(path: Path, curves: Sequence[Curve]) -> None:
+    """Every lever's validation points: variant, generation, seconds, val_accuracy."""
+    keys = ("generation", "seconds", "val_accuracy")
+    rows = [
+        {"variant": c.name, **{k: p[k] for k in keys}} for c in curves for p in c.points
+    ]
+    write_rows(path, rows)
 
 
 def write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -358,7 +387,7 @@ def long_run(
 
     curve = evolve(name, task, cfg, budget, test=test, on_point=on_point)
     log.close()
-    row = summary(curve, budget, task, test)
+    row = summary(curve, f"{budget:g}s", task, test)
     best = max(curve.points, key=lambda p: p["val_accuracy"])
     row.update(best_generation=best["generation"], device=device, config=cfg.flat())
     (out_dir / f"{name}_summary.json").write_text(json.dumps(row, indent=1))
@@ -404,6 +433,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-S", "--set", action="append", default=[], help="key=value")
     parser.add_argument("--lever", action="append", choices=sorted(LEVERS))
     parser.add_argument("--schedule", type=int, default=0, help="0: measured")
+    parser.add_argument(
+        "--generations", type=int, default=0, help="levers: run by count, not time"
+    )
     parser.add_argument("--tag", default="", help="suffix of the CSV / PNG names")
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     parser.add_argument("--device", default="cpu")
@@ -426,12 +458,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.mode == "levers":
         names = args.lever or list(LEVERS)
         rows, curves = levers(
-            args.data, args.budget, args.threads, names, base, args.schedule
+            args.data,
+            args.budget,
+            args.threads,
+            names,
+            base,
+            args.schedule,
+            args.generations,
         )
         stem = f"es_levers{'_' + args.tag if args.tag else ''}"
         write_rows(args.docs / f"{stem}.csv", rows)
-        title = f"ES levers, {args.budget:g} s each, {args.threads} threads"
-        plot(curves, args.docs / f"{stem}.png", "seconds", title)
+        write_curves(args.docs / f"{stem}_curves.csv", curves)
+        each = (
+            f"{args.generations} generations"
+            if args.generations
+            else (f"{args.budget:g} s")
+        )
+        title = f"ES levers, {each} each, {args.threads} threads"
+        x = "generation" if args.generations else "seconds"
+        plot(curves, args.docs / f"{stem}.png", x, title)
         for row in rows:
             print(row)
         return

@@ -89,3 +89,21 @@ def test_data_init_levers_start_above_chance_and_count_the_init(
     assert float(data_init["val@0"]) > float(baseline["val@0"]) + 0.2
     assert float(data_init["test@0"]) > float(baseline["test@0"]) + 0.2
     assert float(data_init["init_s"]) > 0.0
+
+
+def test_levers_by_generation_count(
+    small_mnist: Path, tmp_path: Path, load_benchmark
+) -> None:
+    es_push = load_benchmark("es_push")
+    args = ["levers", "--data", str(small_mnist), "--generations", "3"]
+    args += ["--threads", "1", "--docs", str(tmp_path), "--tag", "g"]
+    args += ["--lever", "baseline", "--lever", "cosine_lr"]
+    es_push.main([*args, *(a for o in TINY for a in ("-S", o))])
+
+    with (tmp_path / "es_levers_g.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["generations"], r["schedule"]) for r in rows] == [("3", "3")] * 2
+    assert all(0.0 <= float(r["test@3g"]) <= 1.0 for r in rows)
+    with (tmp_path / "es_levers_g_curves.csv").open() as handle:
+        points = [(r["variant"], r["generation"]) for r in csv.DictReader(handle)]
+    assert points == [(v, str(g)) for v in ("baseline", "cosine_lr") for g in range(4)]

@@ -325,7 +325,10 @@ def backprop(
 
 
 def plot_curves(
-    out: Path, records: Mapping[str, Record], floor: float, reference_mse: float
+    out: Path,
+    records: Mapping[str, Record],
+    floor: float,
+    reference_mse: float | None,
 ) -> None:
     """Test MSE of the best-by-validation genome: one figure per x-axis."""
     for axis, name, xlabel in (
@@ -337,9 +340,10 @@ def plot_curves(
             xs = [p[axis] for p in record.points]
             ax.plot(xs, [p[3] for p in record.points], label=label)
         ax.axhline(floor, color="grey", linestyle=":", label="mean image")
-        ax.axhline(
-            2 * reference_mse, color="black", linestyle="--", label="2x backprop"
-        )
+        if reference_mse is not None:
+            ax.axhline(
+                2 * reference_mse, color="black", linestyle="--", label="2x backprop"
+            )
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test MSE (mean-subtracted)")
@@ -528,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     reference_mse = records[REFERENCE].points[-1][3] if args.reference_epochs else None
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "autoencoder_curves.csv", records)
-    plot_curves(args.out, records, floor, reference_mse or math.nan)
+    plot_curves(args.out, records, floor, reference_mse)
     plot_grid(
         args.out / "autoencoder_reconstructions.png",
         task,

@@ -121,8 +121,10 @@ def train_adam(
             loss_fn(params, train_x[chosen], train_target[chosen]).backward()
             optimizer.step()
             steps += 1
-            if steps % settings.eval_every == 0 or begin + size >= n:
-                spent += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            budget_hit = 0 < settings.max_seconds <= spent + elapsed
+            if steps % settings.eval_every == 0 or begin + size >= n or budget_hit:
+                spent += elapsed
                 before = curve.best_val()
                 curve.record(spent, steps, validate(params.detach()), params.detach())
                 if before is None or curve.best_val() != before:

@@ -1,7 +1,11 @@
 """The evolved MNIST autoencoder: trust GA, GA, OpenAI-ES, low-rank ES against backprop.
 
-    python benchmarks/autoencoder.py --data data/prepared --seconds 240 --threads 1 \
-        --out docs
+    python benchmarks/autoencoder.py --data data/prepared --seconds 480 --threads 1 \
+        --jobs 3 --out docs
+
+--strategy picks methods (default: all four), --variant NAME=STRATEGY,KNOB=VALUE adds
+one with other knobs, --jobs runs that many at once (one process each), and
+--reference-epochs 0 leaves backprop out.
 
 Each strategy evolves the mirrored 784-128-64-12-3 autoencoder (genreg/autoencoder.py)
 from the same seed, on mean-subtracted images, with fitness -MSE on a batch shared by

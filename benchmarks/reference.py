@@ -127,7 +127,7 @@ def train_adam(
                 spent += elapsed
                 before = curve.best_val()
                 curve.record(spent, steps, validate(params.detach()), params.detach())
-                if before is None or curve.best_val() != before:
+                if curve.best_val() != before:
                     best_epoch = epochs + 1  # counts as of the end of this epoch
                 if out_of_time():
                     break

@@ -24,7 +24,9 @@ def test_classifier_reference_learns_and_keeps_its_curve(
     assert [r["at"] for r in rows[:2]] == ["0.5 s", "1 s"]
     assert rows[2]["at"].startswith("plateau (of ")
     plateau = rows[2]
-    assert plateau["steps"] > 0 and plateau["epochs"] <= 40
+    epochs_run = int(plateau["at"].removeprefix("plateau (of ").split()[0])
+    # at least the largest budget, however many epochs that is on this machine
+    assert plateau["steps"] > 0 and plateau["epochs"] <= epochs_run
     assert plateau["val"] >= rows[1]["val"] >= rows[0]["val"]
     assert plateau["test"] > 3 * CHANCE  # 400 training images: well above chance
     assert plateau["val"] == pytest.approx(plateau["test"], abs=0.25)

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from genreg.config import TrustGAConfig
@@ -302,3 +303,13 @@ def test_margin_fitness_is_the_squashed_true_class_lead() -> None:
 def test_unit_crossover_needs_the_model() -> None:
     with pytest.raises(ValueError, match="crossover: unit"):
         TrustGA(TrustGAConfig(crossover="unit"), num_params=10)
+
+
+def test_cross_entropy_fitness_is_minus_each_genomes_mean_cross_entropy() -> None:
+    logits = torch.randn(7, 30, 10, generator=rng())  # [P, B, C]
+    labels = torch.randint(0, 10, (30,), generator=rng())
+    fitness = make_fitness_fn(TrustGAConfig(fitness="neg_cross_entropy"))(
+        logits, labels, rng()
+    )
+    expected = torch.stack([-F.cross_entropy(member, labels) for member in logits])
+    torch.testing.assert_close(fitness, expected)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from genreg.adapters.commands.serve import free_port
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")  # <version>/bin/pg_ctl
 SUPERUSER = "postgres"
@@ -34,13 +35,6 @@ def find_bin_dir() -> Path | None:
     found = [p for p in DEBIAN_ROOT.glob("*/bin") if (p / "pg_ctl").exists()]
     found.sort(key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
     return found[-1] if found else None
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

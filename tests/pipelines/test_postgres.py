@@ -27,8 +27,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
-from pg_server import PgServer, find_bin_dir, free_port, start_server
+from pg_server import PgServer, find_bin_dir, start_server
 
+from genreg.adapters.commands.serve import free_port
 from pipelines.tune import SURPLUS_ATTR, load_tune, open_study
 from pipelines.tune_report import PARENT_ATTR
 

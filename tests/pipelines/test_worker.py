@@ -28,7 +28,7 @@ from prefect.client.schemas.objects import FlowRun, TaskRun
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from genreg.adapters.commands.serve import local_server
+from genreg.adapters.commands.serve import local_server, stop_process
 from genreg.tracking.runs import connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,15 +76,6 @@ class Cluster:
         return output
 
 
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Server, work pool, deployment and one process worker, stopped at the end."""
@@ -120,7 +111,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             with temporary_settings({PREFECT_API_URL: url}):
                 yield cluster
         finally:
-            _stop(worker)
+            stop_process(worker)
 
 
 def _start_train_run(data_dir: Path, run_dir: Path, **overrides: Any) -> UUID:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ mlflow = pytest.importorskip("mlflow")
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from genreg.adapters.commands.serve import free_port  # noqa: E402
 from genreg.checkpoint import load_genome  # noqa: E402
 from genreg.config import Config, with_overrides  # noqa: E402
 from genreg.datasets import load_split  # noqa: E402
@@ -136,9 +136,7 @@ class Server:
     """A real `mlflow server` on 127.0.0.1 with a SQLite backend; stop() and start()."""
 
     def __init__(self, root: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.root = root
         self.proc: subprocess.Popen | None = None

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from genreg.allocator import keep_freed_memory
 from genreg.config import Config, build_config, parse_override, unflatten
 from genreg.datasets import load_prepared
 from genreg.model import BatchedMLP
@@ -316,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--no-backprop", action="store_true", help="leave out the Adam reference row"
     )
     args = parser.parse_args(argv)
+    keep_freed_memory()
     torch.set_num_threads(args.threads)
     rows = compare(
         args.data,

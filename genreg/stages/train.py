@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from genreg.allocator import keep_freed_memory
 from genreg.atomic import atomic_file, write_text_atomic
 from genreg.checkpoint import CheckpointError, Genome, load_run, save_genome, save_run
 from genreg.config import Config, flatten
@@ -88,6 +89,7 @@ def train(
             "or --overwrite to start again"
         )
     device = resolve_device(cfg.train.device)
+    keep_freed_memory()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     class_names = tuple(load_meta(data_dir)["class_names"])

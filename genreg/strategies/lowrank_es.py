@@ -26,9 +26,12 @@ import torch
 from torch import Tensor
 
 from genreg.config import LowRankESConfig
-from genreg.model import BatchedMLP
+from genreg.model import BatchedMLP, sigmoid_readout
 from genreg.strategies.distribution import interpolated
 from genreg.strategies.open_es import OpenES, OpenESState
+
+# hidden-layer elements per CPU chunk of members, x2 for the mirrored half: 4 MB
+CACHE_ELEMENTS = 2**19
 
 
 @dataclass(frozen=True)
@@ -52,20 +55,46 @@ class LowRankPopulation:
         return 2 * len(self.rest)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits [P, B, C] of every member on the shared images x [B, I]."""
-        i, h = self.model.num_inputs, self.model.hidden
-        half, r = len(self.rest), self.rank
+        """Logits [P, B, C] of every member on the shared images x [B, I].
+
+        The same values as tanh(x W1 + b1) W2 + b2 (to ~1e-6), written for speed (the
+        forward of a `fast` generation on a 2-core CPU went from ~25 to ~8 ms):
+        sigmoid units with the readout rewritten for them (`sigmoid_readout`), each
+        member's hidden layer held as [H, B], and, on a CPU, the members taken in
+        chunks whose hidden layer stays in cache.
+        """
+        i, h, c = self.model.num_inputs, self.model.hidden, self.model.num_outputs
+        half, r, n, s = len(self.rest), self.rank, len(x), self.sigma
         w1 = self.center[: i * h].view(i, h)
         b1, w2, b2 = self.model.rest_layers(self.center[i * h :])
         nb1, nw2, nb2 = self.model.rest_layers(self.rest)
-        base = torch.addmm(b1, x, w1)  # [B, H], once for all members
-        xa = (x @ self.a).view(len(x), half, r).transpose(0, 1)  # [P/2, B, r]
-        delta = torch.bmm(xa, self.b.view(half, r, h)).mul_(self.sigma / math.sqrt(r))
-        delta.add_(nb1.unsqueeze(1), alpha=self.sigma)  # [P/2, B, H]
-        hidden = torch.cat([base + delta, delta.neg_().add_(base)]).tanh_()
-        w2s = torch.cat([w2 + self.sigma * nw2, w2 - self.sigma * nw2])
-        b2s = torch.cat([b2 + self.sigma * nb2, b2 - self.sigma * nb2])
-        return torch.baddbmm(b2s.unsqueeze(1), hidden, w2s)
+        # pre-activations times 2 (the units are sigmoid(2z)); base [H, B] once for all
+        base = torch.addmm(b1.unsqueeze(1), w1.t(), x.t()).mul_(2)
+        xa = (self.a.t() @ x.t()).view(half, r, n)  # [P/2, r, B]
+        b_t = self.b.view(half, r, h).transpose(1, 2)  # [P/2, H, r]
+        readout, bias = sigmoid_readout(
+            torch.stack([w2 + s * nw2, w2 - s * nw2]),
+            torch.stack([b2 + s * nb2, b2 - s * nb2]),
+        )  # [2, P/2, C, H], [2, P/2, C, 1]
+        chunk = half if x.device.type != "cpu" else max(1, CACHE_ELEMENTS // (h * n))
+        units = x.new_empty(2, min(chunk, half), h, n)
+        logits = x.new_empty(2, half, c, n)
+        for lo in range(0, half, chunk):
+            hi = min(lo + chunk, half)
+            delta = torch.bmm(b_t[lo:hi], xa[lo:hi]).mul_(2 * s / math.sqrt(r))
+            delta.add_(nb1[lo:hi].unsqueeze(2), alpha=2 * s)  # [chunk, H, B]
+            part = units[:, : hi - lo]
+            torch.add(base, delta, out=part[0])
+            torch.sub(base, delta, out=part[1])
+            part.sigmoid_()
+            for sign in range(2):
+                torch.baddbmm(
+                    bias[sign, lo:hi],
+                    readout[sign, lo:hi],
+                    part[sign],
+                    out=logits[sign, lo:hi],
+                )
+        return logits.view(2 * half, c, n).transpose(1, 2).contiguous()
 
     def dense(self) -> Tensor:
         """The members as flat genomes [P, D] (for tests and inspection; large)."""

@@ -39,7 +39,7 @@ from genreg.metric_names import (
     TRUST_STD,
     fitness_metrics,
 )
-from genreg.model import BatchedMLP
+from genreg.model import BatchedMLP, sigmoid_readout
 from genreg.strategies.base import Population, StrategyBase
 
 Selection = Literal["trust", "uniform", "rank"]
@@ -179,8 +179,9 @@ class UnitChildren:
             else:
                 pre.baddbmm_(self.b, xa)
         b1, w2, b2 = self.model.rest_layers(self.rest)
-        hidden = pre.add_(b1.unsqueeze(-1)).tanh_()  # [N, H, B]
-        return torch.baddbmm(b2.unsqueeze(1), hidden.transpose(1, 2), w2)
+        units = pre.add_(b1.unsqueeze(-1)).mul_(2).sigmoid_()  # [N, H, B]
+        readout, bias = sigmoid_readout(w2, b2)
+        return torch.baddbmm(bias, readout, units).transpose(1, 2).contiguous()
 
     def dense(self, rows: Tensor | None = None) -> Tensor:
         """Children `rows` (all by default) as flat genomes [n, D]."""

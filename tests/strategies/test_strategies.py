@@ -31,7 +31,7 @@ from genreg.optim import adam_step, clipup_step
 from genreg.runner import make_rngs
 from genreg.shaping import centered_ranks
 from genreg.stages.train import train
-from genreg.strategies import STRATEGIES, make_strategy
+from genreg.strategies import STRATEGIES, lowrank_es, make_strategy
 from genreg.strategies.base import Population, state_arrays, state_from_arrays
 from genreg.strategies.distribution import annealed
 from genreg.strategies.lowrank_es import LowRankPopulation
@@ -162,8 +162,15 @@ def test_es_replays_from_seeds_and_fitness(name: str) -> None:
     assert torch.equal(replayed.center, state.center)
 
 
-@pytest.mark.parametrize(("rank", "w2_noise"), [(1, "dense"), (3, "lowrank")])
-def test_lowrank_population_matches_its_dense_genomes(rank: int, w2_noise: str) -> None:
+@pytest.mark.parametrize(
+    ("rank", "w2_noise", "chunk"), [(1, "dense", 0), (3, "lowrank", 0), (1, "dense", 2)]
+)
+def test_lowrank_population_matches_its_dense_genomes(
+    rank: int, w2_noise: str, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chunk > 0: the CPU goes through the 3 mirrored pairs 2 at a time (2, then 1)."""
+    if chunk:
+        monkeypatch.setattr(lowrank_es, "CACHE_ELEMENTS", chunk * 16 * 9)
     model = BatchedMLP(784, 16, 10)
     cfg = LowRankESConfig(
         population_size=6, noise_rank=rank, stdev_init=0.05, w2_noise=w2_noise

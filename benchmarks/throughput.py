@@ -9,8 +9,10 @@ generation at populations 200 / 1,000 / 5,000: the engine as it was before the p
 pool (every genome kept, crossover masks from one float per weight), then on today's
 engine `genreg-paper`, `genreg-code` and `genreg-plus` (unit crossover, low-rank
 mutation: children never materialised); then lowrank_es (the `fast` preset) at
-populations 1,000 / 10,000. Everything runs on --device (cpu by default); on CUDA each
-timed call is followed by torch.cuda.synchronize, after one untimed warm-up call.
+populations 1,000 / 10,000, with its population forward as first written (tanh,
+hidden [B, H]) beside today's and their ratio. Everything runs on --device (cpu by
+default); on CUDA each timed call is followed by torch.cuda.synchronize, after one
+untimed warm-up call.
 Run: python benchmarks/throughput.py [--population 200 --hidden 64 --repeats 5]
      [--ga-population 200 --ga-population 1000 --ga-population 5000]
      [--lowrank-population 1000 --lowrank-population 10000] [--device cuda]
@@ -24,12 +26,14 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
+from torch import Tensor
 
 from genreg.config import build_config, with_overrides
 from genreg.model import BatchedMLP
 from genreg.runner import RunState, make_rngs, step
 from genreg.stages.train import resolve_device
 from genreg.strategies import make_strategy
+from genreg.strategies.lowrank_es import LowRankPopulation
 from genreg.strategies.trust_ga import mutate_, select_parents, update_trust
 from genreg.task import ClassificationTask, make_fitness_fn
 
@@ -181,17 +185,66 @@ def trust_ga_table(
         )
 
 
+def plain_lowrank_forward(population: LowRankPopulation, x: Tensor) -> Tensor:
+    """The low-rank forward as first written (tanh, hidden [B, H]): the baseline."""
+    model, s, r = population.model, population.sigma, population.rank
+    i, h = model.num_inputs, model.hidden
+    half = len(population.rest)
+    w1 = population.center[: i * h].view(i, h)
+    b1, w2, b2 = model.rest_layers(population.center[i * h :])
+    nb1, nw2, nb2 = model.rest_layers(population.rest)
+    base = torch.addmm(b1, x, w1)
+    xa = (x @ population.a).view(len(x), half, r).transpose(0, 1)
+    delta = torch.bmm(xa, population.b.view(half, r, h)).mul_(s / math.sqrt(r))
+    delta.add_(nb1.unsqueeze(1), alpha=s)
+    hidden = torch.cat([base + delta, delta.neg_().add_(base)]).tanh_()
+    w2s = torch.cat([w2 + s * nw2, w2 - s * nw2])
+    b2s = torch.cat([b2 + s * nb2, b2 - s * nb2])
+    return torch.baddbmm(b2s.unsqueeze(1), hidden, w2s)
+
+
+def lowrank_forward_seconds(
+    population: int, hidden: int, repeats: int, device: torch.device
+) -> tuple[float, float]:
+    """Seconds of one `fast` population forward on 100 images: (plain, today's)."""
+    model = BatchedMLP(784, hidden, 10)
+    cfg = with_overrides(
+        build_config({"preset": "fast"}), {"strategy.population_size": population}
+    )
+    strategy = make_strategy(cfg.strategy, model.num_params, 100, model)
+    gen = torch.Generator(device=device).manual_seed(0)
+    center = model.init(1, torch.Generator().manual_seed(0)).to(device)
+    members, _ = strategy.ask(strategy.init(center, gen), gen)
+    x = torch.rand(100, 784, generator=gen, device=device)
+    torch.testing.assert_close(  # the same network, not a precision test
+        members.forward(x), plain_lowrank_forward(members, x), rtol=1e-4, atol=1e-4
+    )
+    plain = seconds(lambda: plain_lowrank_forward(members, x), repeats, device)
+    today = seconds(lambda: members.forward(x), repeats, device)
+    return plain, today
+
+
 def lowrank_table(
     populations: list[int], hidden: int, repeats: int, device: torch.device = CPU
 ) -> None:
-    """Seconds per lowrank_es generation (the `fast` preset) by population."""
+    """Seconds per lowrank_es generation (the `fast` preset) by population.
+
+    Beside it, the population's forward on 100 images as first written (tanh, hidden
+    [B, H]) and today's (sigmoid units, hidden [H, B], cache-sized chunks).
+    """
     print(f"\nlowrank_es (`fast` preset, hidden {hidden}), seconds per generation")
-    print("population | seconds | genome-evaluations/s")
+    print(
+        "population | seconds | genome-evaluations/s | forward: plain | today | ratio"
+    )
     for population in populations:
         per_gen = generation_seconds(
             population, hidden, None, repeats, "fast", None, device
         )
-        print(f"{population:10,d} | {per_gen:7.4f} | {population / per_gen:20,.0f}")
+        plain, today = lowrank_forward_seconds(population, hidden, repeats, device)
+        print(
+            f"{population:10,d} | {per_gen:7.4f} | {population / per_gen:20,.0f} "
+            f"| {plain:14.4f} | {today:.4f} | {plain / today:4.1f}x"
+        )
 
 
 def device_name(device: torch.device) -> str:

@@ -287,3 +287,12 @@ def test_naming_another_strategy_keeps_the_shared_knobs() -> None:
     assert trust == OpenESConfig()  # trust_reward is no fitness of open_es: dropped
     cfg = build_config({"preset": "fast", "strategy": {"name": "trust_ga"}})
     assert cfg.strategy.population_size == 1000 and cfg.train.num_generations == 3000
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda path: path.name
+)
+def test_every_example_params_file_builds(path: Path) -> None:
+    """The README's example files stay valid as the keys change."""
+    cfg = load_params(path)
+    assert cfg.to_dict()["preset"] == yaml.safe_load(path.read_text()).get("preset")

@@ -116,7 +116,7 @@ LEVERS: dict[str, dict[str, Any]] = {
         "strategy.schedule_generations": "SCHEDULE",
     },
 }
-# after the CPU speed-up (3x the generations in 60 s): what to spend them on
+# after the CPU speed-up (1.5-1.7x the generations in 60 s): what to spend them on
 COSINE_BUDGET = {**COSINE, "strategy.schedule_generations": "SCHEDULE"}
 LEVERS.update(
     {

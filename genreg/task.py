@@ -124,11 +124,15 @@ def predictions(logits: Tensor, sample: bool, rng: torch.Generator) -> Tensor:
     return (logits + gumbel).argmax(-1)  # Gumbel-max: a draw from softmax(logits)
 
 
+def true_class_logit(logits: Tensor, y: Tensor) -> Tensor:
+    """Logit of the true class [P, B] of logits [P, B, C] and labels y [B]."""
+    return logits.gather(-1, y.expand(logits.shape[0], -1).unsqueeze(-1)).squeeze(-1)
+
+
 def class_margin(logits: Tensor, y: Tensor) -> Tensor:
     """Logit of the true class minus the largest other logit [P, B]."""
-    true = logits.gather(-1, y.expand(logits.shape[0], -1).unsqueeze(-1)).squeeze(-1)
     others = logits.scatter(-1, y.expand(logits.shape[0], -1).unsqueeze(-1), -torch.inf)
-    return true - others.amax(-1)
+    return true_class_logit(logits, y) - others.amax(-1)
 
 
 def neg_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
@@ -137,8 +141,7 @@ def neg_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     Written as true logit minus logsumexp: on the CPU, log_softmax over a last
     dimension of 10 classes is ~5x slower than logsumexp over the same tensor.
     """
-    true = logits.gather(-1, y.expand(logits.shape[0], -1).unsqueeze(-1)).squeeze(-1)
-    return (true - torch.logsumexp(logits, -1)).mean(-1)
+    return (true_class_logit(logits, y) - torch.logsumexp(logits, -1)).mean(-1)
 
 
 def make_fitness_fn(cfg: StrategyConfig) -> FitnessFn:

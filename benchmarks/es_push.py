@@ -17,8 +17,9 @@ init starts, and what it cost: `init_s` counts inside the budget). CSV and PNG g
 --generations N each lever runs N generations instead: accuracies that do not depend
 on the machine's load (the columns say @Ng).
 
-`plot` draws curve CSVs of `long` (validation solid, test dotted) against seconds and
-generations: <docs>/es_long_curves_seconds.png and es_long_curves_generation.png.
+`plot` draws curve CSVs of `long` (validation solid, test dotted, training images
+dashed) against seconds and generations: <docs>/es_long_curves_seconds.png and
+es_long_curves_generation.png.
 
 `long` runs one configuration (the `fast` preset, a params file's keys and -S overrides)
 for --budget search seconds. With --calibrate the schedules' length is set from the
@@ -148,6 +149,7 @@ LEVERS.update(
     }
 )
 THRESHOLDS = (0.90, 0.95)
+TRAIN_PROBE = 10_000  # training images a long run's curve also scores the center on
 
 
 @dataclass
@@ -191,8 +193,9 @@ def evolve(
 
     With `images_late` > 1 the images per class are multiplied by it once half the
     budget is spent; `max_generations` > 0 stops earlier. With `test`, each point
-    also has the center's test accuracy (for the curve only: the reported test
-    accuracy is the best-by-validation center's).
+    also has the center's test accuracy and its accuracy on the first TRAIN_PROBE
+    training images (for the curve only: the reported test accuracy is the
+    best-by-validation center's).
     """
     device = task.train_x.device
     rngs = make_rngs(cfg.seed, device)
@@ -211,6 +214,7 @@ def evolve(
     fitness_fn = make_fitness_fn(cfg.strategy)
     task.images_per_class = cfg.train.images_per_class
     curve, spent, generation = Curve(name), time.perf_counter() - started, 0
+    probe = (task.train_x[:TRAIN_PROBE], task.train_y[:TRAIN_PROBE])
 
     def validate() -> None:
         center = strategy.best(state.strategy_state)
@@ -221,6 +225,7 @@ def evolve(
         }
         if test is not None:
             point["test_accuracy"] = accuracy(model, center, *test).item()
+            point["train_accuracy"] = accuracy(model, center, *probe).item()
         curve.record(point, center)
         if on_point is not None:
             on_point(point)
@@ -349,6 +354,9 @@ def plot(curves: Sequence[Curve], path: Path, x: str, title: str) -> None:
         if curve.points and "test_accuracy" in curve.points[0]:
             ts = [p["test_accuracy"] for p in curve.points]
             ax.plot(xs, ts, linestyle=":", color=line.get_color(), label="(test)")
+        if curve.points and "train_accuracy" in curve.points[0]:
+            trs = [p["train_accuracy"] for p in curve.points]
+            ax.plot(xs, trs, linestyle="--", color=line.get_color(), label="(train)")
     ax.set_ylim(0.85, 1.0)
     ax.set_xlabel("search seconds" if x == "seconds" else x)
     ax.set_ylabel("accuracy")
@@ -385,7 +393,14 @@ def long_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     log = (out_dir / f"{name}_curve.csv").open("w", newline="")
     writer = csv.DictWriter(
-        log, fieldnames=["seconds", "generation", "val_accuracy", "test_accuracy"]
+        log,
+        fieldnames=[
+            "seconds",
+            "generation",
+            "val_accuracy",
+            "test_accuracy",
+            "train_accuracy",
+        ],
     )
     writer.writeheader()
 
@@ -457,8 +472,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.params is not None:
         base.update(read_params(args.params))
     overrides = unflatten(dict(parse_override(o) for o in args.set))
-    for section, values in overrides.items():
-        base[section] = {**base.get(section, {}), **values}
+    for key, value in overrides.items():  # a section's keys, or a top-level `seed`
+        if isinstance(value, dict):
+            value = {**base.get(key, {}), **value}
+        base[key] = value
     if args.mode == "plot":
         curves = [read_curve(path) for path in args.curves]
         for x in ("seconds", "generation"):

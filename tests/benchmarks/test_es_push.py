@@ -57,14 +57,16 @@ def test_long_run_calibrates_its_schedule_and_writes_the_curve(
     args = ["long", "--data", str(small_mnist), "--budget", "0.3", "--threads", "1"]
     args += ["--calibrate", "--name", "tiny", "--out", str(tmp_path)]
     args += ["-S", "strategy.learning_rate_schedule=cosine"]
-    args += ["-S", "strategy.learning_rate_decay=1.0"]
+    args += ["-S", "strategy.learning_rate_decay=1.0", "-S", "seed=3"]
     es_push.main([*args, *(a for o in TINY for a in ("-S", o))])
 
     with (tmp_path / "tiny_curve.csv").open() as handle:
         points = list(csv.DictReader(handle))
     assert points and all("test_accuracy" in p for p in points)
+    assert all(0 <= float(p["train_accuracy"]) <= 1 for p in points)
     summary = json.loads((tmp_path / "tiny_summary.json").read_text())
     assert summary["config"]["strategy.schedule_generations"] >= 1
+    assert summary["config"]["seed"] == 3  # a top-level key through -S
     assert summary["generations"] == int(points[-1]["generation"])
 
     es_push.main(["plot", str(tmp_path / "tiny_curve.csv"), "--docs", str(tmp_path)])

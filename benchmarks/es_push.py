@@ -23,7 +23,7 @@ es_long_curves_generation.png.
 
 `long` runs one configuration (the `fast` preset, a params file's keys and -S overrides)
 for --budget search seconds. With --calibrate the schedules' length is set from the
-speed of the first 20 generations, so the learning rate reaches its floor at the end of
+speed of the first 30 generations, so the learning rate reaches its floor at the end of
 the budget; the generations that gives are printed, so the same run can be repeated by
 generation count elsewhere. The curve (seconds, generation, validation, test of the
 center) goes to --out as <name>_curve.csv; test accuracy is reported for the

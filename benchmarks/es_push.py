@@ -124,6 +124,18 @@ LEVERS: dict[str, dict[str, Any]] = {
         "strategy.w2_noise": "lowrank",
         "strategy.noise_rank": 2,
     },
+    # unit_es: a generation ~1/3 of lowrank_es's, so larger batches fit in the budget
+    "unit": {"strategy.name": "unit_es"},
+    "unit_cosine_images_30": {
+        "strategy.name": "unit_es",
+        **COSINE,
+        "train.images_per_class": 30,
+    },
+    "unit_cosine_images_40": {
+        "strategy.name": "unit_es",
+        **COSINE,
+        "train.images_per_class": 40,
+    },
 }
 # a data init (genreg.init) starts the center unshrunk: the random part keeps fast's
 # scale through init_weight / init_bias (0.5 x 0.1 and 0.1 x 0.1)
@@ -273,7 +285,15 @@ def variant_config(
     """The config of one variant and its loop-level levers (threads, images_late)."""
     keys = {k: (schedule if v == "SCHEDULE" else v) for k, v in overrides.items()}
     loop = {k: keys.pop(k) for k in ("threads", "images_late") if k in keys}
-    return build_config({**base, **unflatten(keys)}), loop
+    return build_config(layered(base, unflatten(keys))), loop
+
+
+def layered(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` on top, section by section (a top-level key replaces)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
 
 
 def levers(
@@ -471,11 +491,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     base: dict[str, Any] = {"preset": "fast"}
     if args.params is not None:
         base.update(read_params(args.params))
-    overrides = unflatten(dict(parse_override(o) for o in args.set))
-    for key, value in overrides.items():  # a section's keys, or a top-level `seed`
-        if isinstance(value, dict):
-            value = {**base.get(key, {}), **value}
-        base[key] = value
+    base = layered(base, unflatten(dict(parse_override(o) for o in args.set)))
     if args.mode == "plot":
         curves = [read_curve(path) for path in args.curves]
         for x in ("seconds", "generation"):

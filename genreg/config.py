@@ -232,7 +232,7 @@ class SimpleGAConfig(StrategyConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class DistributionConfig(StrategyConfig):
-    """What the distribution strategies (open_es, lowrank_es, pgpe) share."""
+    """What the distribution strategies (open_es, lowrank_es, unit_es, pgpe) share."""
 
     stdev_init: float = 0.02
     center_learning_rate: float = 0.01
@@ -351,6 +351,13 @@ class LowRankESConfig(IsotropicESConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
+class UnitESConfig(IsotropicESConfig):
+    """OpenAI-ES whose every mirrored pair perturbs one hidden unit (cheap members)."""
+
+    name: Literal["unit_es"] = "unit_es"
+
+
+@dataclass(frozen=True, kw_only=True)
 class PGPEConfig(DistributionConfig):
     """PGPE: one stdev per weight, learnt too, each step's change bounded."""
 
@@ -373,6 +380,7 @@ STRATEGY_CONFIGS: dict[str, type[StrategyConfig]] = {
     "trust_ga": TrustGAConfig,
     "open_es": OpenESConfig,
     "lowrank_es": LowRankESConfig,
+    "unit_es": UnitESConfig,
     "pgpe": PGPEConfig,
     "simple_ga": SimpleGAConfig,
 }
@@ -862,7 +870,7 @@ def _check_data_init(cfg: Config) -> None:
     if not isinstance(strategy, DistributionConfig):
         raise ConfigError(
             f"{key}: a data init sets the starting center of a distribution strategy "
-            f"(open_es, lowrank_es, pgpe), not {strategy.name}'s population"
+            f"(open_es, lowrank_es, unit_es, pgpe), not {strategy.name}'s population"
         )
     if strategy.center_init_scale != 1.0:
         raise ConfigError(

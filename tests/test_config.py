@@ -68,7 +68,8 @@ def test_round_trip_through_dict() -> None:
         (
             {"strategy": {"stdev_init": 0.1}},
             r"strategy\.stdev_init: not a knob of trust_ga \(a knob of lowrank_es, "
-            r"open_es, pgpe\); its knobs: \['name', 'population_size', .*'noise_rank'",
+            r"open_es, pgpe, unit_es\); its knobs: \['name', 'population_size', "
+            r".*'noise_rank'",
         ),
         (
             {"strategy": {"name": "open_es", "mutation_prob": 0.1}},
@@ -176,7 +177,8 @@ def test_round_trip_through_dict() -> None:
         (
             {"model": {"init": "pca"}},
             r"model\.init: a data init sets the starting center of a distribution "
-            r"strategy \(open_es, lowrank_es, pgpe\), not trust_ga's population",
+            r"strategy \(open_es, lowrank_es, unit_es, pgpe\), not trust_ga's "
+            r"population",
         ),
         (
             {"preset": "fast", "model": {"readout": "ridge"}},

@@ -8,11 +8,13 @@ from genreg.strategies.open_es import OpenES
 from genreg.strategies.pgpe import PGPE
 from genreg.strategies.simple_ga import SimpleGA
 from genreg.strategies.trust_ga import TrustGA
+from genreg.strategies.unit_es import UnitES
 
 STRATEGIES: dict[str, type] = {
     "trust_ga": TrustGA,
     "open_es": OpenES,
     "lowrank_es": LowRankES,
+    "unit_es": UnitES,
     "pgpe": PGPE,
     "simple_ga": SimpleGA,
 }
@@ -39,5 +41,6 @@ __all__ = [
     "SimpleGA",
     "Strategy",
     "TrustGA",
+    "UnitES",
     "make_strategy",
 ]

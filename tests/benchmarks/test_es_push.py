@@ -50,6 +50,15 @@ def test_variant_config_fills_in_the_schedule_and_splits_loop_levers(
     assert loop == {"images_late": 2}
 
 
+def test_a_lever_keeps_the_command_lines_keys_of_its_section(load_benchmark) -> None:
+    es_push = load_benchmark("es_push")
+    base = {"preset": "fast", "seed": 2, "strategy": {"population_size": 2000}}
+    cfg, _ = es_push.variant_config(base, es_push.LEVERS["unit_cosine_images_30"], 50)
+    assert cfg.strategy.name == "unit_es" and cfg.strategy.population_size == 2000
+    assert cfg.strategy.learning_rate_schedule == "cosine" and cfg.seed == 2
+    assert cfg.train.images_per_class == 30
+
+
 def test_long_run_calibrates_its_schedule_and_writes_the_curve(
     small_mnist: Path, tmp_path: Path, load_benchmark
 ) -> None:

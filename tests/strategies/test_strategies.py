@@ -20,6 +20,7 @@ from genreg.config import (
     ConfigError,
     LowRankESConfig,
     StrategyConfig,
+    UnitESConfig,
     build_config,
     with_overrides,
 )
@@ -36,6 +37,7 @@ from genreg.strategies.base import Population, state_arrays, state_from_arrays
 from genreg.strategies.distribution import annealed
 from genreg.strategies.lowrank_es import LowRankPopulation
 from genreg.strategies.open_es import OpenES, replay
+from genreg.strategies.unit_es import UnitPopulation
 from genreg.task import accuracy, to_inputs
 
 DIM, POP = 40, 20
@@ -125,7 +127,7 @@ def test_state_round_trips_through_arrays(name: str) -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["open_es", "lowrank_es", "pgpe"])
+@pytest.mark.parametrize("name", ["open_es", "lowrank_es", "unit_es", "pgpe"])
 def test_mirrored_pairs_straddle_the_center(name: str) -> None:
     strategy, state, rng = start(name)
     genomes = members(strategy.ask(state, rng)[0])
@@ -148,7 +150,7 @@ def test_noise_table_population_is_seeded_and_mirrored() -> None:
         mirrored_population(center, 0.5, seed=3, pop=6, table_size=DIM - 1)
 
 
-@pytest.mark.parametrize("name", ["open_es", "lowrank_es"])
+@pytest.mark.parametrize("name", ["open_es", "lowrank_es", "unit_es"])
 def test_es_replays_from_seeds_and_fitness(name: str) -> None:
     strategy, state, rng = start(name)
     initial, seeds, fitness = state, [], []
@@ -189,6 +191,31 @@ def test_lowrank_population_matches_its_dense_genomes(
         OpenES.gradient(strategy, dense, weights, 0.05),
         rtol=1e-4,
         atol=1e-5,
+    )
+
+
+def test_unit_population_matches_its_dense_genomes() -> None:
+    """20 pairs on 16 units: each pair perturbs one unit's weights, bias and readout."""
+    model = BatchedMLP(784, 16, 10)
+    cfg = UnitESConfig(population_size=40, stdev_init=0.05)
+    strategy = make_strategy(cfg, model.num_params, 1, model)
+    rng = torch.Generator().manual_seed(0)
+    state = strategy.init(model.init(2, rng), rng)
+    population, _ = strategy.ask(state, rng)
+    assert isinstance(population, UnitPopulation) and len(population) == 40
+    assert sorted(population.units[:16].tolist()) == list(range(16))  # dealt in turn
+    assert population.a.stride()[0] >= 784  # disjoint windows of the noise table
+    dense = population.dense()
+    eps = (dense[:20] - state.center) / 0.05
+    w1 = eps[:, : 784 * 16].view(20, 784, 16)
+    assert ((w1 != 0).any(1).sum(1) == 1).all()  # one unit's input weights per pair
+    x = torch.rand(9, 784, generator=rng)
+    torch.testing.assert_close(population.forward(x), model.forward(dense, x))
+    weights = torch.randn(20, generator=rng)
+    expected = OpenES.gradient(strategy, dense, weights, 0.05)
+    expected[:-10] *= 16  # a unit's block is perturbed by 1/16 of the pairs
+    torch.testing.assert_close(
+        strategy.gradient(population, weights, 0.05), expected, rtol=1e-4, atol=1e-5
     )
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from genreg.allocator import keep_freed_memory
-from genreg.config import Config, build_config, parse_override, unflatten
+from genreg.config import PRESETS, Config, build_config, parse_override, unflatten
 from genreg.datasets import load_prepared
 from genreg.model import BatchedMLP
 from genreg.runner import make_rngs, step
@@ -124,6 +124,14 @@ def timed_loop(
     return curve
 
 
+def peer_label(cfg: Config) -> str:
+    """genreg's row: the preset's name, or the strategy's once -S names another one."""
+    preset_strategy = PRESETS.get(cfg.preset or "", {}).get("strategy", {}).get("name")
+    if cfg.preset and cfg.strategy.name == preset_strategy:
+        return f"genreg {cfg.preset}"
+    return f"genreg {cfg.strategy.name}"
+
+
 def run_genreg(task: ClassificationTask, cfg: Config, budget: float) -> Curve:
     """genreg's strategy from `cfg` (e.g. the `fast` preset) for `budget` seconds."""
     from genreg.runner import RunState
@@ -148,9 +156,8 @@ def run_genreg(task: ClassificationTask, cfg: Config, budget: float) -> Curve:
     def one_generation() -> None:
         step(strategy, task, fitness_fn, state)
 
-    label = f"genreg {cfg.preset or cfg.strategy.name}"
     return timed_loop(
-        label,
+        peer_label(cfg),
         task,
         budget,
         cfg.train.eval_every,

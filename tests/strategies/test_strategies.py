@@ -385,6 +385,8 @@ def test_peers_table_at_tiny_size(prepared_mnist: Path, load_benchmark) -> None:
     rows = peers.compare(prepared_mnist, [1.0, 2.0], tiny, ["adam"], peer_popsize=8)
     assert rows[0]["peer"] == "genreg fast"
     assert len(rows) == (2 if importlib.util.find_spec("evotorch") else 1)
+    unit = build_config({"preset": "fast", "strategy": {"name": "unit_es"}})
+    assert peers.peer_label(unit) == "genreg unit_es"
     for row in rows:
         assert row["generations"] >= 2
         # the test score is of the genome the validation picked: close to its score

@@ -72,6 +72,7 @@ COSINE = {
 # variant name -> overrides of the `fast` preset; "SCHEDULE" is replaced by the number
 # of generations the first baseline ran in the budget. "images_late" doubles the images
 # per class for the second half of the budget (a loop-level lever: the task's batch).
+UNIT = {"strategy.name": "unit_es"}
 LEVERS: dict[str, dict[str, Any]] = {
     "baseline": {},
     "cosine_lr": COSINE,
@@ -125,17 +126,9 @@ LEVERS: dict[str, dict[str, Any]] = {
         "strategy.noise_rank": 2,
     },
     # unit_es: a generation ~1/3 of lowrank_es's, so larger batches fit in the budget
-    "unit": {"strategy.name": "unit_es"},
-    "unit_cosine_images_30": {
-        "strategy.name": "unit_es",
-        **COSINE,
-        "train.images_per_class": 30,
-    },
-    "unit_cosine_images_40": {
-        "strategy.name": "unit_es",
-        **COSINE,
-        "train.images_per_class": 40,
-    },
+    "unit": UNIT,
+    "unit_cosine_images_30": {**UNIT, **COSINE, "train.images_per_class": 30},
+    "unit_cosine_images_40": {**UNIT, **COSINE, "train.images_per_class": 40},
 }
 # a data init (genreg.init) starts the center unshrunk: the random part keeps fast's
 # scale through init_weight / init_bias (0.5 x 0.1 and 0.1 x 0.1)
@@ -285,15 +278,7 @@ def variant_config(
     """The config of one variant and its loop-level levers (threads, images_late)."""
     keys = {k: (schedule if v == "SCHEDULE" else v) for k, v in overrides.items()}
     loop = {k: keys.pop(k) for k in ("threads", "images_late") if k in keys}
-    return build_config(layered(base, unflatten(keys))), loop
-
-
-def layered(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `overrides` on top, section by section (a top-level key replaces)."""
-    out = dict(base)
-    for key, value in overrides.items():
-        out[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
-    return out
+    return build_config(base, keys), loop
 
 
 def levers(
@@ -491,7 +476,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     base: dict[str, Any] = {"preset": "fast"}
     if args.params is not None:
         base.update(read_params(args.params))
-    base = layered(base, unflatten(dict(parse_override(o) for o in args.set)))
+    overrides = unflatten(dict(parse_override(o) for o in args.set))
+    for key, value in overrides.items():  # a section's keys, or a top-level `seed`
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     if args.mode == "plot":
         curves = [read_curve(path) for path in args.curves]
         for x in ("seconds", "generation"):

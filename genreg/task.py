@@ -96,10 +96,7 @@ class ClassificationTask:
         return self.val_accuracy(genome).item()
 
     def batch_metrics(self, outputs: Tensor, target: Tensor) -> dict[str, float]:
-        # the true logit is the largest: argmax without its slow path on class-strided
-        # logits (unit_es), and ~3x faster on contiguous ones too
-        top = outputs.amax(-1)
-        train_accuracy = (true_class_logit(outputs, target) >= top).float().mean(-1)
+        train_accuracy = member_accuracy(outputs, target)
         return {
             TRAIN_ACCURACY_BEST: train_accuracy.max().item(),
             TRAIN_ACCURACY_MEAN: train_accuracy.mean().item(),
@@ -132,6 +129,15 @@ def true_class_logit(logits: Tensor, y: Tensor) -> Tensor:
     return logits.gather(-1, y.expand(logits.shape[0], -1).unsqueeze(-1)).squeeze(-1)
 
 
+def member_accuracy(logits: Tensor, y: Tensor) -> Tensor:
+    """Fraction [P] of the images whose true logit is the largest, per member.
+
+    argmax accuracy but for exact ties, ~3x faster on a CPU, and without argmax's slow
+    path on class-strided logits (unit_es).
+    """
+    return (true_class_logit(logits, y) >= logits.amax(-1)).float().mean(-1)
+
+
 def class_margin(logits: Tensor, y: Tensor) -> Tensor:
     """Logit of the true class minus the largest other logit [P, B]."""
     others = logits.scatter(-1, y.expand(logits.shape[0], -1).unsqueeze(-1), -torch.inf)
@@ -150,7 +156,7 @@ def neg_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
 def make_fitness_fn(cfg: StrategyConfig) -> FitnessFn:
     """fitness(logits [P, B, C], labels [B], rng) -> [P], higher is better."""
     if cfg.fitness == "accuracy":
-        return lambda logits, y, rng: (logits.argmax(-1) == y).float().mean(-1)
+        return lambda logits, y, rng: member_accuracy(logits, y)
     if cfg.fitness == "margin":
         return lambda logits, y, rng: torch.tanh(class_margin(logits, y)).mean(-1)
     if cfg.fitness == "neg_cross_entropy":

@@ -38,7 +38,7 @@ from genreg.strategies.distribution import annealed
 from genreg.strategies.lowrank_es import LowRankPopulation
 from genreg.strategies.open_es import OpenES, replay
 from genreg.strategies.unit_es import UnitPopulation
-from genreg.task import accuracy, to_inputs
+from genreg.task import accuracy, make_fitness_fn, member_accuracy, to_inputs
 
 DIM, POP = 40, 20
 TOY_MODEL = BatchedMLP(11, 3, 1)  # 40 weights: lowrank_es needs the layer shapes
@@ -192,6 +192,19 @@ def test_lowrank_population_matches_its_dense_genomes(
         rtol=1e-4,
         atol=1e-5,
     )
+
+
+def test_member_accuracy_is_argmax_accuracy_on_any_layout() -> None:
+    """The accuracy fitness and batch metric; unit_es gives class-strided logits."""
+    rng = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (50,), generator=rng)
+    contiguous = torch.randn(6, 50, 10, generator=rng)
+    strided = contiguous.transpose(1, 2).contiguous().transpose(1, 2)
+    expected = (contiguous.argmax(-1) == y).float().mean(-1)
+    fitness = make_fitness_fn(STRATEGY_CONFIGS["open_es"](fitness="accuracy"))
+    for logits in (contiguous, strided):
+        assert torch.equal(member_accuracy(logits, y), expected)
+        assert torch.equal(fitness(logits, y, rng), expected)
 
 
 def test_unit_population_matches_its_dense_genomes() -> None:
